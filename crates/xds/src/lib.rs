@@ -1,0 +1,17 @@
+//! Envoy xDS v3 plumbing shared by the control plane and the proxy: type URLs,
+//! per-proxy resource sets, node identity, proto3 JSON dumps, and the
+//! aggregated discovery service (ADS) server and client.
+#![deny(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod client;
+pub mod json;
+pub mod node;
+pub mod resources;
+pub mod server;
+pub mod type_url;
+
+pub use envoy_types::pb;
+pub use envoy_types::pb::google::protobuf::Any;
+pub use node::{NodeInfo, ProxyKind};
+pub use resources::{EncodedResources, ProxyResources};

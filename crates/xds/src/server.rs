@@ -1,0 +1,334 @@
+//! The aggregated discovery service (state of the world): one stream per
+//! proxy, pushes on every new config generation only the types whose content
+//! changed, and tracks ACK/NACK per proxy and type.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use futures::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::node::NodeInfo;
+use crate::resources::EncodedResources;
+use crate::type_url;
+
+/// Produces one proxy's resources for the current config generation.
+pub trait ResourceGenerator: Send + Sync + 'static {
+    /// `Ok(None)` while the control plane has no complete config yet: a
+    /// proxy is never pushed an empty config it would have to serve.
+    fn generate(&self, node: &NodeInfo) -> Result<Option<EncodedResources>, String>;
+}
+
+/// What the control plane knows of each connected proxy (for
+/// `proxy-status` and debugging).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProxyStatus {
+    pub node_id: String,
+    pub connected_at: SystemTime,
+    /// Per type: what was last sent and what the proxy last accepted.
+    pub types: BTreeMap<&'static str, TypeStatus>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TypeStatus {
+    pub sent_version: String,
+    pub acked_version: String,
+    pub last_nack: Option<String>,
+}
+
+/// Connected proxies, by stream id.
+#[derive(Debug, Default)]
+pub struct ProxyRegistry {
+    streams: Mutex<HashMap<u64, ProxyStatus>>,
+}
+
+impl ProxyRegistry {
+    pub fn snapshot(&self) -> Vec<ProxyStatus> {
+        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = streams.values().cloned().collect();
+        all.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        all
+    }
+
+    fn update(&self, stream: u64, change: impl FnOnce(&mut ProxyStatus)) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(status) = streams.get_mut(&stream) {
+            change(status);
+        }
+    }
+
+    fn insert(&self, stream: u64, status: ProxyStatus) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.insert(stream, status);
+    }
+
+    fn remove(&self, stream: u64) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.remove(&stream);
+    }
+}
+
+pub struct AdsServer<G> {
+    generator: Arc<G>,
+    generations: watch::Receiver<u64>,
+    proxies: Arc<ProxyRegistry>,
+    next_stream: AtomicU64,
+}
+
+impl<G: ResourceGenerator> AdsServer<G> {
+    /// `generations` ticks whenever the config changes; every stream then
+    /// regenerates its proxy's resources.
+    pub fn new(generator: Arc<G>, generations: watch::Receiver<u64>) -> Self {
+        AdsServer {
+            generator,
+            generations,
+            proxies: Arc::default(),
+            next_stream: AtomicU64::new(1),
+        }
+    }
+
+    pub fn proxies(&self) -> Arc<ProxyRegistry> {
+        self.proxies.clone()
+    }
+
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
+        AggregatedDiscoveryServiceServer::new(self)
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
+type DeltaStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<G: ResourceGenerator> AggregatedDiscoveryService for AdsServer<G> {
+    type StreamAggregatedResourcesStream = ResponseStream;
+    type DeltaAggregatedResourcesStream = DeltaStream;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let (responses, outbound) = mpsc::channel(16);
+        let stream = AdsStream {
+            id: self.next_stream.fetch_add(1, Ordering::Relaxed),
+            generator: self.generator.clone(),
+            generations: self.generations.clone(),
+            proxies: self.proxies.clone(),
+            responses,
+            node: None,
+            current: None,
+            types: BTreeMap::new(),
+            nonce: 0,
+        };
+        tokio::spawn(stream.run(request.into_inner()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<DeltaStream>, Status> {
+        Err(Status::unimplemented(
+            "incremental (delta) xDS is not served yet; use state-of-the-world ADS",
+        ))
+    }
+}
+
+/// Per-type subscription state of one stream.
+#[derive(Default)]
+struct Subscription {
+    names: Vec<String>,
+    /// Nonce of the last response sent; requests with another nonce are stale.
+    nonce: String,
+    /// Version and names of the last response, to skip identical pushes.
+    sent: Option<(String, Vec<String>)>,
+}
+
+struct AdsStream<G> {
+    id: u64,
+    generator: Arc<G>,
+    generations: watch::Receiver<u64>,
+    proxies: Arc<ProxyRegistry>,
+    responses: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    node: Option<NodeInfo>,
+    current: Option<EncodedResources>,
+    types: BTreeMap<&'static str, Subscription>,
+    nonce: u64,
+}
+
+impl<G: ResourceGenerator> AdsStream<G> {
+    async fn run(mut self, mut requests: Streaming<DiscoveryRequest>) {
+        if let Err(status) = self.serve(&mut requests).await {
+            let _ = self.responses.send(Err(status)).await;
+        }
+        self.proxies.remove(self.id);
+    }
+
+    async fn serve(&mut self, requests: &mut Streaming<DiscoveryRequest>) -> Result<(), Status> {
+        loop {
+            tokio::select! {
+                request = requests.next() => match request {
+                    Some(Ok(request)) => self.on_request(request).await?,
+                    Some(Err(status)) => {
+                        tracing::debug!(stream = self.id, %status, "ADS stream ended with an error");
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                },
+                changed = self.generations.changed() => {
+                    if changed.is_err() {
+                        return Err(Status::unavailable("control plane is shutting down"));
+                    }
+                    if self.node.is_some() {
+                        self.regenerate()?;
+                        self.push_changed().await?;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_request(&mut self, request: DiscoveryRequest) -> Result<(), Status> {
+        if self.node.is_none() {
+            self.identify(&request)?;
+        }
+        let Some(type_url) = known_type(&request.type_url) else {
+            tracing::warn!(type_url = %request.type_url, "ignoring a request for an unserved type");
+            return Ok(());
+        };
+        let subscription = self.types.entry(type_url).or_default();
+        if !request.response_nonce.is_empty() && request.response_nonce != subscription.nonce {
+            return Ok(()); // answers a response that has since been superseded
+        }
+        if let Some(error) = &request.error_detail {
+            self.record_nack(type_url, &request.version_info, &error.message);
+            return Ok(());
+        }
+        if !request.response_nonce.is_empty() {
+            let version = request.version_info.clone();
+            self.proxies.update(self.id, |status| {
+                let entry = status.types.entry(type_url).or_default();
+                entry.acked_version = version;
+                entry.last_nack = None;
+            });
+        }
+        let subscription = self.types.entry(type_url).or_default();
+        subscription.names = request.resource_names;
+        self.send_if_changed(type_url).await
+    }
+
+    fn identify(&mut self, request: &DiscoveryRequest) -> Result<(), Status> {
+        let node = request
+            .node
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("the first request must carry a node"))?;
+        let info = NodeInfo::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        tracing::info!(stream = self.id, node = %node.id, "proxy connected");
+        self.proxies.insert(
+            self.id,
+            ProxyStatus {
+                node_id: node.id.clone(),
+                connected_at: SystemTime::now(),
+                types: BTreeMap::new(),
+            },
+        );
+        self.node = Some(info);
+        self.regenerate()
+    }
+
+    fn record_nack(&self, type_url: &'static str, version: &str, message: &str) {
+        tracing::warn!(
+            stream = self.id,
+            r#type = type_url::short_name(type_url),
+            version,
+            message,
+            "proxy rejected config (NACK)"
+        );
+        let message = message.to_string();
+        self.proxies.update(self.id, |status| {
+            status.types.entry(type_url).or_default().last_nack = Some(message);
+        });
+    }
+
+    fn regenerate(&mut self) -> Result<(), Status> {
+        let node = self.node.as_ref().expect("regenerate runs after identify");
+        match self.generator.generate(node) {
+            Ok(resources) => {
+                if resources.is_some() {
+                    self.current = resources;
+                }
+                Ok(())
+            }
+            Err(message) => {
+                // Keep serving the last good resources; a translation bug
+                // must not take a proxy's config away.
+                tracing::error!(stream = self.id, message, "cannot generate config");
+                Ok(())
+            }
+        }
+    }
+
+    async fn push_changed(&mut self) -> Result<(), Status> {
+        for type_url in type_url::PUSH_ORDER {
+            if self.types.contains_key(type_url) {
+                self.send_if_changed(type_url).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_if_changed(&mut self, type_url: &'static str) -> Result<(), Status> {
+        let Some(typed) = self.current.as_ref().and_then(|c| c.get(type_url)) else {
+            return Ok(());
+        };
+        let subscription = self.types.entry(type_url).or_default();
+        let key = (typed.version.clone(), subscription.names.clone());
+        if subscription.sent.as_ref() == Some(&key) {
+            return Ok(());
+        }
+        let resources = if type_url::is_wildcard(type_url) {
+            typed.select(&[])
+        } else if subscription.names.is_empty() {
+            Vec::new()
+        } else {
+            typed.select(&subscription.names)
+        };
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        subscription.nonce = nonce.clone();
+        subscription.sent = Some(key);
+        let response = DiscoveryResponse {
+            version_info: typed.version.clone(),
+            resources,
+            type_url: type_url.to_string(),
+            nonce,
+            ..Default::default()
+        };
+        let version = typed.version.clone();
+        self.proxies.update(self.id, |status| {
+            status.types.entry(type_url).or_default().sent_version = version;
+        });
+        self.responses
+            .send(Ok(response))
+            .await
+            .map_err(|_| Status::cancelled("proxy went away"))
+    }
+}
+
+fn known_type(type_url: &str) -> Option<&'static str> {
+    type_url::PUSH_ORDER.into_iter().find(|t| *t == type_url)
+}
