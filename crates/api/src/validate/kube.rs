@@ -1,0 +1,61 @@
+//! Checks on Kubernetes kinds and WorkloadEntry: only what the mesh relies
+//! on (ports it will listen on or dial).
+
+use std::collections::BTreeSet;
+
+use super::{Violations, is_dns1123_label};
+use crate::istio::WorkloadEntry;
+use crate::kube::{DeploymentSpec, ServiceSpec};
+
+pub(super) fn validate_service(violations: &mut Violations, spec: &ServiceSpec) {
+    let mut names = BTreeSet::new();
+    for (index, port) in spec.ports.iter().enumerate() {
+        let field = format!("spec.ports[{index}]");
+        if port.port == 0 {
+            violations.push(
+                format!("{field}.port"),
+                "must be between 1 and 65535, inclusive",
+            );
+        }
+        match port.name.as_deref() {
+            None | Some("") if spec.ports.len() > 1 => violations.push(
+                format!("{field}.name"),
+                "name is required when a Service has more than one port",
+            ),
+            Some(name) if !name.is_empty() && !names.insert(name) => violations.push(
+                format!("{field}.name"),
+                format!("duplicate port name {name:?}"),
+            ),
+            _ => {}
+        }
+    }
+}
+
+pub(super) fn validate_deployment(violations: &mut Violations, spec: &DeploymentSpec) {
+    for (c, container) in spec.template.spec.containers.iter().enumerate() {
+        for (p, port) in container.ports.iter().enumerate() {
+            if port.container_port == 0 {
+                violations.push(
+                    format!("spec.template.spec.containers[{c}].ports[{p}].containerPort"),
+                    "must be between 1 and 65535, inclusive",
+                );
+            }
+        }
+    }
+}
+
+pub(super) fn validate_workload_entry(violations: &mut Violations, entry: &WorkloadEntry) {
+    if entry.address.is_empty() {
+        violations.push("spec.address", "address must be set");
+    }
+    for (name, port) in &entry.ports {
+        let field = crate::yaml::child_key("spec.ports", name);
+        if !is_dns1123_label(name) {
+            violations.push(
+                &field,
+                format!("port name {name:?} is not a valid DNS-1123 label"),
+            );
+        }
+        violations.port(&field, Some(*port));
+    }
+}

@@ -1,0 +1,42 @@
+//! Trellis's mesh certificate authority and the workload side of mTLS.
+//!
+//! - [`MeshCa`] keeps a self-signed root on disk and signs SPIFFE workload
+//!   certificates (`spiffe://TD/ns/NS/sa/SA`), ignoring whatever names a CSR
+//!   asks for: the identity always comes from authentication.
+//! - [`CertificateService`] serves Istio's `istio.v1.auth.IstioCertificateService`
+//!   so Istio agents and Trellis proxies alike can fetch certificates;
+//!   [`StaticTokens`] authenticates callers by bearer token in local mode.
+//! - [`request_certificate`] and [`CertificateRequest`] are the workload side:
+//!   the private key is generated and kept in the workload's process.
+//! - [`server_config`] and [`client_config`] build rustls mTLS configs that
+//!   verify peers by chain to the mesh root and by SPIFFE identity.
+
+#![deny(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod authority;
+mod client;
+mod error;
+mod files;
+mod service;
+mod spiffe;
+mod tls;
+mod tokens;
+
+/// Types and stubs generated from `proto/ca.proto`.
+pub mod proto {
+    tonic::include_proto!("istio.v1.auth");
+}
+
+pub use authority::{
+    DEFAULT_WORKLOAD_TTL, MAX_WORKLOAD_TTL, MeshCa, ROOT_CERT_FILE, ROOT_KEY_FILE, SERVER_CERT_TTL,
+};
+pub use client::{
+    CONTROL_PLANE_SERVER_NAME, CertificateRequest, WorkloadCertificate, ca_channel,
+    request_certificate,
+};
+pub use error::CaError;
+pub use service::{Authenticator, CertificateService};
+pub use spiffe::{SpiffeId, SpiffeIdError};
+pub use tls::{PeerIdentityError, client_config, peer_identity, server_config};
+pub use tokens::{StaticTokens, TokenEntry, generate_token, write_tokens_file};

@@ -1,0 +1,65 @@
+//! `trellis`: the one binary of the mesh, with a subcommand for every role.
+#![deny(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Trellis: a service mesh that speaks Istio's API.
+#[derive(Parser)]
+#[command(name = "trellis", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole mesh on this machine: control plane, every workload of
+    /// the given manifests with its sidecar (Bookinfo by default).
+    Up(trellis_local::UpArgs),
+    /// Run the control plane on a config directory.
+    ControlPlane(trellis_control::ControlPlaneOptions),
+    /// Run a sidecar proxy for one workload.
+    Proxy(trellis_proxy::ProxyOptions),
+    /// Run a demo workload (what `up` runs in place of container images).
+    DemoApp(trellis_local::DemoAppArgs),
+    /// Print the version.
+    Version,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("TRELLIS_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => trellis_local::run_up(args).await,
+            Command::ControlPlane(options) => trellis_control::run(options).await,
+            Command::Proxy(options) => run_proxy(options).await,
+            Command::DemoApp(args) => trellis_local::run_demo_app(args).await,
+            Command::Version => {
+                println!("trellis {}", env!("CARGO_PKG_VERSION"));
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn run_proxy(options: trellis_proxy::ProxyOptions) -> anyhow::Result<()> {
+    let _state = trellis_proxy::start(&options).await?;
+    shutdown_signal().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,101 @@
+//! One downstream connection: pick the filter chain, terminate mTLS if the
+//! chain says so (learning the peer's SPIFFE identity), then serve HTTP/1.1
+//! or HTTP/2 on it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use trellis_ca::SpiffeId;
+
+use crate::forward::{Downstream, handle};
+use crate::listener::{ChainSpec, ListenerSpec, RouteSource};
+use crate::state::ProxyState;
+
+/// Envoy's default limit on request headers (60 KiB); beyond it: 431.
+const MAX_HEADER_BYTES: usize = 60 * 1024;
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The verified client of an mTLS connection.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub identity: Option<SpiffeId>,
+    /// SHA-256 of the client's leaf certificate, hex (for XFCC's `Hash`).
+    pub cert_hash: String,
+}
+
+pub async fn serve_connection(stream: TcpStream, remote: SocketAddr, spec: Arc<ListenerSpec>, state: Arc<ProxyState>) {
+    let _ = stream.set_nodelay(true);
+    let tls = if spec.inspects_tls() {
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+            Ok(Ok(1)) => first[0] == TLS_HANDSHAKE_RECORD,
+            _ => return,
+        }
+    } else {
+        false
+    };
+    let Some(chain) = spec.chain_for(tls) else {
+        tracing::debug!(listener = %spec.name, tls, "no filter chain matches; closing");
+        return;
+    };
+    if !chain.terminate_tls {
+        serve_http(stream, remote, None, &spec, chain, state).await;
+        return;
+    }
+    let Some(credentials) = state.identity.credentials() else {
+        tracing::warn!(listener = %spec.name, "no workload certificate yet; refusing mTLS connection");
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(credentials.server.clone());
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::info!(%remote, %error, listener = %spec.name, "mTLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let peer = stream.get_ref().1.peer_certificates().and_then(|certs| {
+        let leaf = certs.first()?;
+        Some(Peer {
+            identity: trellis_ca::peer_identity(certs),
+            cert_hash: hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf).as_ref()),
+        })
+    });
+    serve_http(stream, remote, peer, &spec, chain, state).await;
+}
+
+async fn serve_http<S>(stream: S, remote: SocketAddr, peer: Option<Peer>, spec: &ListenerSpec, chain: &ChainSpec, state: Arc<ProxyState>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let downstream = Arc::new(Downstream {
+        remote,
+        peer,
+        direction: spec.direction,
+        routes: match &chain.hcm.routes {
+            RouteSource::Inline(table) => RouteSource::Inline(table.clone()),
+            RouteSource::Rds(name) => RouteSource::Rds(name.clone()),
+        },
+        set_client_cert: chain.hcm.set_client_cert,
+        tls: chain.terminate_tls,
+    });
+    let service = service_fn(move |request| handle(request, downstream.clone(), state.clone()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_HEADER_BYTES.max(8192)).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
+    if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+        tracing::debug!(%remote, %error, "downstream connection ended with an error");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,228 @@
+//! The HTTP connection manager and router: finds the route for a request,
+//! picks a weighted cluster and an endpoint, forwards, and maps every
+//! failure to the status and response flag Envoy would use.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::body::{ProxyBody, full};
+use crate::cluster::{Cluster, Endpoint};
+use crate::connection::Peer;
+use crate::listener::{Direction, RouteSource};
+use crate::metrics::RequestOutcome;
+use crate::route::{Forward, RouteAction, RouteTable};
+use crate::state::ProxyState;
+
+const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What a request inherits from its connection.
+pub struct Downstream {
+    pub remote: SocketAddr,
+    pub peer: Option<Peer>,
+    pub direction: Direction,
+    pub routes: RouteSource,
+    pub set_client_cert: bool,
+    pub tls: bool,
+}
+
+/// Why the proxy answered itself (Envoy's response flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// NR: no route matched.
+    NoRoute,
+    /// NC: the route names a cluster the proxy does not have.
+    NoCluster,
+    /// UH: the cluster has no endpoints.
+    NoHealthyUpstream,
+    /// UF: connecting to the upstream failed.
+    UpstreamConnectFailure,
+    /// UT: the route's timeout elapsed.
+    UpstreamTimeout,
+    /// DPE: the request is unusable (no authority).
+    BadRequest,
+}
+
+impl Failure {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Failure::NoRoute => StatusCode::NOT_FOUND,
+            Failure::NoCluster | Failure::NoHealthyUpstream | Failure::UpstreamConnectFailure => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::BadRequest => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn flag(self) -> &'static str {
+        match self {
+            Failure::NoRoute => "NR",
+            Failure::NoCluster => "NC",
+            Failure::NoHealthyUpstream => "UH",
+            Failure::UpstreamConnectFailure => "UF",
+            Failure::UpstreamTimeout => "UT",
+            Failure::BadRequest => "DPE",
+        }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            Failure::NoRoute => "no route\n",
+            Failure::NoCluster => "no cluster\n",
+            Failure::NoHealthyUpstream => "no healthy upstream\n",
+            Failure::UpstreamConnectFailure => "upstream connect error\n",
+            Failure::UpstreamTimeout => "upstream request timeout\n",
+            Failure::BadRequest => "bad request: missing authority\n",
+        }
+    }
+}
+
+pub async fn handle(request: Request<Incoming>, downstream: Arc<Downstream>, state: Arc<ProxyState>) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let mut outcome = RequestOutcome::new(&downstream, &state);
+    let response = match route_and_forward(request, &downstream, &state, &mut outcome).await {
+        Ok(response) => response,
+        Err(failure) => {
+            outcome.flag = failure.flag();
+            let mut response = Response::new(full(failure.body()));
+            *response.status_mut() = failure.status();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            response
+        }
+    };
+    outcome.status = response.status().as_u16();
+    state.metrics.record(&outcome, started.elapsed());
+    Ok(response)
+}
+
+async fn route_and_forward(request: Request<Incoming>, downstream: &Downstream, state: &ProxyState, outcome: &mut RequestOutcome) -> Result<Response<ProxyBody>, Failure> {
+    let authority = authority(&request).ok_or(Failure::BadRequest)?;
+    let table: Arc<RouteTable> = match &downstream.routes {
+        RouteSource::Inline(table) => table.clone(),
+        RouteSource::Rds(name) => state.routes.load().get(name).cloned().ok_or(Failure::NoRoute)?,
+    };
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let route = table.find(&authority, &path, request.headers()).ok_or(Failure::NoRoute)?;
+    let forward = match &route.action {
+        RouteAction::DirectResponse { status, body } => {
+            let mut response = Response::new(full(body.clone()));
+            *response.status_mut() = *status;
+            return Ok(response);
+        }
+        RouteAction::Forward(forward) => forward,
+    };
+    let cluster_name = forward.pick(rand::random_range(0..forward.total_weight));
+    let cluster = state.clusters.load().get(cluster_name).cloned().ok_or(Failure::NoCluster)?;
+    outcome.set_cluster(&cluster);
+    let endpoint = cluster.pick().ok_or(Failure::NoHealthyUpstream)?;
+    outcome.set_endpoint(&endpoint);
+    let upstream = upstream_request(request, &authority, &path, forward, &cluster, &endpoint, downstream, state);
+    let sent = cluster.client.request(upstream);
+    let response = match forward.timeout {
+        Some(timeout) => tokio::time::timeout(timeout, sent).await.map_err(|_| Failure::UpstreamTimeout)?,
+        None => sent.await,
+    };
+    let response = response.map_err(|error| {
+        tracing::debug!(cluster = %cluster.spec.name, endpoint = %endpoint.address, %error, "upstream request failed");
+        Failure::UpstreamConnectFailure
+    })?;
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// The request's authority: absolute-form URI (HTTP proxy requests, HTTP/2)
+/// first, then the Host header, as RFC 9112 says.
+fn authority(request: &Request<Incoming>) -> Option<String> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(authority.as_str().to_string());
+    }
+    let host = request.headers().get(header::HOST)?.to_str().ok()?;
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn upstream_request(
+    request: Request<Incoming>,
+    authority: &str,
+    path: &str,
+    forward: &Forward,
+    cluster: &Cluster,
+    endpoint: &Endpoint,
+    downstream: &Downstream,
+    state: &ProxyState,
+) -> Request<ProxyBody> {
+    let (mut parts, body) = request.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.uri = Uri::builder()
+        .scheme("http")
+        .authority(endpoint.address.to_string())
+        .path_and_query(path)
+        .build()
+        .unwrap_or_else(|_| Uri::from_static("/"));
+    parts.version = if cluster.spec.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    let host = forward.host_rewrite.as_deref().unwrap_or(authority);
+    if let Ok(host) = HeaderValue::from_str(host) {
+        parts.headers.insert(header::HOST, host);
+    }
+    set_mesh_headers(&mut parts.headers, downstream, state);
+    Request::from_parts(parts, body.boxed())
+}
+
+fn set_mesh_headers(headers: &mut HeaderMap, downstream: &Downstream, state: &ProxyState) {
+    match downstream.direction {
+        Direction::Outbound => {
+            headers.remove(XFCC);
+            if !headers.contains_key(REQUEST_ID) {
+                if let Ok(id) = HeaderValue::from_str(&request_id()) {
+                    headers.insert(REQUEST_ID, id);
+                }
+            }
+        }
+        Direction::Inbound => {
+            if !downstream.set_client_cert {
+                return;
+            }
+            headers.remove(XFCC);
+            let Some(peer) = &downstream.peer else { return };
+            let uri = peer.identity.as_ref().map(ToString::to_string).unwrap_or_default();
+            let value = format!("By={};Hash={};Subject=\"\";URI={uri}", state.identity.id, peer.cert_hash);
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(XFCC, value);
+            }
+        }
+    }
+}
+
+/// A random (version 4) UUID, as Envoy generates for `x-request-id`.
+fn request_id() -> String {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [header::CONNECTION, header::PROXY_AUTHORIZATION, header::TE, header::TRAILER, header::TRANSFER_ENCODING, header::UPGRADE] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}

@@ -1,0 +1,81 @@
+//! The Trellis data plane: an xDS-driven HTTP proxy that runs beside each
+//! workload, with mesh mTLS, Istio routing semantics, and Istio's metrics.
+#![deny(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod admin;
+mod body;
+mod cluster;
+mod connection;
+mod connector;
+mod forward;
+pub mod identity;
+mod listener;
+mod listeners;
+mod metrics;
+mod options;
+mod route;
+mod state;
+mod tls_context;
+mod unsupported;
+mod xds_address;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use options::ProxyOptions;
+use trellis_ca::SpiffeId;
+use trellis_xds::NodeInfo;
+use trellis_xds::client::AdsClient;
+use trellis_xds::node::{Interception, ProxyKind};
+
+pub use state::ProxyState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    #[error("cannot reach the control plane: {0}")]
+    ControlPlane(#[from] trellis_ca::CaError),
+    #[error("cannot serve {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+}
+
+/// Starts the proxy and returns its state; the work runs on spawned tasks.
+pub async fn start(options: &ProxyOptions) -> Result<Arc<ProxyState>, ProxyError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|source| ProxyError::Read { path: path.to_path_buf(), source })
+    };
+    let root_pem = read(&options.root_cert)?;
+    let token = read(&options.token_file)?.trim().to_string();
+    let node = node_info(options);
+    let identity = identity::Identity::new(SpiffeId::new(&options.trust_domain, &options.namespace, &options.service_account));
+    let channel = trellis_ca::ca_channel(&options.discovery_address, &root_pem)?;
+    tokio::spawn(identity.clone().run(channel.clone(), token, root_pem));
+    let state = ProxyState::new(identity, node.clone(), Arc::default());
+    tokio::spawn(AdsClient::new(channel, node.to_node()).run(state.clone()));
+    for (port, router) in [
+        (options.admin_port, admin::admin_router(state.clone())),
+        (options.stats_port, admin::stats_router(state.clone())),
+        (options.health_port, admin::health_router(state.clone())),
+    ] {
+        let address = SocketAddr::new(options.ip, port);
+        admin::serve(address, router).await.map_err(|source| ProxyError::Bind { address, source })?;
+    }
+    Ok(state)
+}
+
+fn node_info(options: &ProxyOptions) -> NodeInfo {
+    NodeInfo {
+        kind: ProxyKind::Sidecar,
+        ip: options.ip,
+        pod_name: options.pod_name.clone(),
+        namespace: options.namespace.clone(),
+        service_account: options.service_account.clone(),
+        workload_name: options.workload_name.clone(),
+        labels: options.labels.iter().cloned().collect(),
+        interception: if options.app_ports.is_empty() { Interception::Redirect } else { Interception::None },
+        app_ports: options.app_ports.iter().copied().collect(),
+        outbound_port: options.outbound_port,
+    }
+}

@@ -1,0 +1,59 @@
+//! How `trellis proxy` is started.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Runs the data-plane proxy (sidecar) for one workload.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ProxyOptions {
+    /// Control plane's TLS address for xDS and the CA (Istio's port 15012).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub discovery_address: String,
+    /// Mesh root certificate (PEM) used to verify the control plane and peers.
+    #[arg(long, value_name = "FILE")]
+    pub root_cert: PathBuf,
+    /// File holding the bearer token that proves this workload's identity to the CA.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+    /// The workload's own address; every listener of the proxy binds here.
+    #[arg(long)]
+    pub ip: IpAddr,
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    #[arg(long, default_value = "default")]
+    pub service_account: String,
+    /// Pod (replica) name, part of the xDS node id.
+    #[arg(long)]
+    pub pod_name: String,
+    /// Workload (Deployment) name, used in metrics.
+    #[arg(long)]
+    pub workload_name: String,
+    /// Workload label, repeatable: `--label app=reviews --label version=v1`.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_pair::<String, String>)]
+    pub labels: Vec<(String, String)>,
+    /// Service port owned by the proxy and the app's real port behind it,
+    /// repeatable: `--app-port 9080=34567` (local mode, no traffic capture).
+    #[arg(long = "app-port", value_name = "PORT=APP_PORT", value_parser = parse_pair::<u16, u16>)]
+    pub app_ports: Vec<(u16, u16)>,
+    /// The outbound HTTP proxy port the app sends its calls to.
+    #[arg(long, default_value_t = 15001)]
+    pub outbound_port: u16,
+    /// Admin port (config dump, readiness, stats).
+    #[arg(long, default_value_t = 15000)]
+    pub admin_port: u16,
+    /// Prometheus port.
+    #[arg(long, default_value_t = 15090)]
+    pub stats_port: u16,
+    /// Health port (`/healthz/ready`).
+    #[arg(long, default_value_t = 15021)]
+    pub health_port: u16,
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+}
+
+fn parse_pair<K: std::str::FromStr, V: std::str::FromStr>(raw: &str) -> Result<(K, V), String> {
+    let (key, value) = raw.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {raw:?}"))?;
+    let key = key.parse().map_err(|_| format!("invalid key in {raw:?}"))?;
+    let value = value.parse().map_err(|_| format!("invalid value in {raw:?}"))?;
+    Ok((key, value))
+}

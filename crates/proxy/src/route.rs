@@ -1,0 +1,328 @@
+//! Route tables compiled from Envoy `RouteConfiguration`s: virtual host
+//! selection by authority, then the first route whose match succeeds.
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::route::v3 as xds;
+use envoy_types::pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecifier;
+use envoy_types::pb::envoy::config::route::v3::route::Action;
+use envoy_types::pb::envoy::config::route::v3::route_action::{
+    ClusterSpecifier, HostRewriteSpecifier,
+};
+use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher};
+use http::HeaderMap;
+use regex::Regex;
+
+use crate::unsupported::{Unsupported, reject_if};
+
+#[derive(Debug)]
+pub struct RouteTable {
+    pub name: String,
+    virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Debug)]
+struct VirtualHost {
+    name: String,
+    domains: Vec<Domain>,
+    routes: Vec<Route>,
+}
+
+#[derive(Debug)]
+enum Domain {
+    Exact(String),
+    /// `*.example.com`: the suffix including the dot.
+    Suffix(String),
+    /// `example.*`: the prefix including the dot.
+    Prefix(String),
+    Any,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    path: PathMatch,
+    headers: Vec<HeaderMatch>,
+    pub action: RouteAction,
+}
+
+#[derive(Debug)]
+enum PathMatch {
+    Prefix(String, bool),
+    Exact(String, bool),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+struct HeaderMatch {
+    name: http::HeaderName,
+    value: ValueMatch,
+    invert: bool,
+}
+
+#[derive(Debug)]
+enum ValueMatch {
+    Present(bool),
+    Exact(String, bool),
+    Prefix(String, bool),
+    Suffix(String, bool),
+    Contains(String, bool),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+pub enum RouteAction {
+    Forward(Forward),
+    DirectResponse { status: http::StatusCode, body: String },
+}
+
+#[derive(Debug)]
+pub struct Forward {
+    /// (cluster, weight); a single entry for a plain cluster route.
+    pub clusters: Vec<(String, u32)>,
+    pub total_weight: u32,
+    /// `None`: no timeout (Istio's default for HTTP routes).
+    pub timeout: Option<Duration>,
+    pub host_rewrite: Option<String>,
+}
+
+impl Forward {
+    /// Picks a weighted cluster; `roll` is uniform in `0..total_weight`.
+    pub fn pick(&self, roll: u32) -> &str {
+        let mut acc = 0;
+        for (cluster, weight) in &self.clusters {
+            acc += weight;
+            if roll < acc {
+                return cluster;
+            }
+        }
+        &self.clusters.last().expect("compiled forwards have a cluster").0
+    }
+}
+
+impl RouteTable {
+    pub fn compile(config: &xds::RouteConfiguration) -> Result<RouteTable, Unsupported> {
+        reject_if(!config.response_headers_to_add.is_empty(), "response_headers_to_add")?;
+        reject_if(!config.request_headers_to_add.is_empty(), "request_headers_to_add")?;
+        let virtual_hosts = config
+            .virtual_hosts
+            .iter()
+            .map(VirtualHost::compile)
+            .collect::<Result<_, _>>()?;
+        Ok(RouteTable {
+            name: config.name.clone(),
+            virtual_hosts,
+        })
+    }
+
+    /// The route for a request, following Envoy's domain precedence: exact,
+    /// then longest suffix wildcard, then longest prefix wildcard, then `*`.
+    pub fn find(&self, authority: &str, path: &str, headers: &HeaderMap) -> Option<&Route> {
+        let host = authority.to_ascii_lowercase();
+        let vhost = self.virtual_host(&host)?;
+        vhost.routes.iter().find(|r| r.matches(path, headers))
+    }
+
+    fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
+        let mut best: Option<(u8, usize, &VirtualHost)> = None;
+        for vhost in &self.virtual_hosts {
+            for domain in &vhost.domains {
+                let Some(score) = domain.score(host) else { continue };
+                if best.is_none_or(|(rank, len, _)| score > (rank, len)) {
+                    best = Some((score.0, score.1, vhost));
+                }
+            }
+        }
+        best.map(|(_, _, vhost)| vhost)
+    }
+
+    pub fn virtual_host_names(&self) -> impl Iterator<Item = &str> {
+        self.virtual_hosts.iter().map(|v| v.name.as_str())
+    }
+}
+
+impl Domain {
+    fn parse(domain: &str) -> Domain {
+        let domain = domain.to_ascii_lowercase();
+        if domain == "*" {
+            Domain::Any
+        } else if let Some(suffix) = domain.strip_prefix('*') {
+            Domain::Suffix(suffix.to_string())
+        } else if let Some(prefix) = domain.strip_suffix('*') {
+            Domain::Prefix(prefix.to_string())
+        } else {
+            Domain::Exact(domain)
+        }
+    }
+
+    /// (precedence class, specificity) if `host` matches.
+    fn score(&self, host: &str) -> Option<(u8, usize)> {
+        match self {
+            Domain::Exact(d) => (d == host).then_some((3, d.len())),
+            Domain::Suffix(s) => (host.len() > s.len() && host.ends_with(s.as_str())).then_some((2, s.len())),
+            Domain::Prefix(p) => (host.len() > p.len() && host.starts_with(p.as_str())).then_some((1, p.len())),
+            Domain::Any => Some((0, 0)),
+        }
+    }
+}
+
+impl VirtualHost {
+    fn compile(vhost: &xds::VirtualHost) -> Result<VirtualHost, Unsupported> {
+        reject_if(vhost.retry_policy.is_some(), "virtual_host.retry_policy")?;
+        reject_if(!vhost.request_headers_to_add.is_empty(), "virtual_host.request_headers_to_add")?;
+        Ok(VirtualHost {
+            name: vhost.name.clone(),
+            domains: vhost.domains.iter().map(|d| Domain::parse(d)).collect(),
+            routes: vhost.routes.iter().map(Route::compile).collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl Route {
+    fn compile(route: &xds::Route) -> Result<Route, Unsupported> {
+        reject_if(!route.request_headers_to_add.is_empty(), "route.request_headers_to_add")?;
+        reject_if(!route.response_headers_to_add.is_empty(), "route.response_headers_to_add")?;
+        let matcher = route.r#match.as_ref().ok_or(Unsupported("route without match"))?;
+        reject_if(!matcher.query_parameters.is_empty(), "route.match.query_parameters")?;
+        reject_if(matcher.runtime_fraction.is_some(), "route.match.runtime_fraction")?;
+        let case_sensitive = matcher.case_sensitive.as_ref().is_none_or(|b| b.value);
+        let path = match &matcher.path_specifier {
+            Some(PathSpecifier::Prefix(p)) => PathMatch::Prefix(fold(p, case_sensitive), case_sensitive),
+            Some(PathSpecifier::Path(p)) => PathMatch::Exact(fold(p, case_sensitive), case_sensitive),
+            Some(PathSpecifier::SafeRegex(r)) => PathMatch::Regex(full_regex(r)?),
+            _ => return Err(Unsupported("route.match path specifier")),
+        };
+        let headers = matcher.headers.iter().map(HeaderMatch::compile).collect::<Result<_, _>>()?;
+        let action = match &route.action {
+            Some(Action::Route(action)) => RouteAction::Forward(compile_forward(action)?),
+            Some(Action::DirectResponse(direct)) => RouteAction::DirectResponse {
+                status: http::StatusCode::from_u16(direct.status as u16)
+                    .map_err(|_| Unsupported("direct_response.status"))?,
+                body: direct_body(direct)?,
+            },
+            _ => return Err(Unsupported("route action other than route or direct_response")),
+        };
+        Ok(Route { name: route.name.clone(), path, headers, action })
+    }
+
+    fn matches(&self, path: &str, headers: &HeaderMap) -> bool {
+        // Envoy matches on the path without the query string.
+        let path = path.split('?').next().unwrap_or(path);
+        let path_ok = match &self.path {
+            PathMatch::Prefix(p, true) => path.starts_with(p.as_str()),
+            PathMatch::Prefix(p, false) => path.to_ascii_lowercase().starts_with(p.as_str()),
+            PathMatch::Exact(p, true) => path == p,
+            PathMatch::Exact(p, false) => path.eq_ignore_ascii_case(p),
+            PathMatch::Regex(r) => r.is_match(path),
+        };
+        path_ok && self.headers.iter().all(|h| h.matches(headers))
+    }
+}
+
+#[allow(deprecated)] // `cors` is deprecated but must still be rejected when set
+fn compile_forward(action: &xds::RouteAction) -> Result<Forward, Unsupported> {
+    reject_if(action.retry_policy.is_some(), "route.retry_policy")?;
+    reject_if(!action.request_mirror_policies.is_empty(), "route.request_mirror_policies")?;
+    reject_if(!action.hash_policy.is_empty(), "route.hash_policy")?;
+    reject_if(action.cors.is_some(), "route.cors")?;
+    reject_if(action.regex_rewrite.is_some(), "route.regex_rewrite")?;
+    reject_if(!action.prefix_rewrite.is_empty(), "route.prefix_rewrite")?;
+    let clusters = match &action.cluster_specifier {
+        Some(ClusterSpecifier::Cluster(name)) => vec![(name.clone(), 1)],
+        Some(ClusterSpecifier::WeightedClusters(weighted)) => weighted
+            .clusters
+            .iter()
+            .map(|c| (c.name.clone(), c.weight.as_ref().map_or(0, |w| w.value)))
+            .filter(|(_, weight)| *weight > 0)
+            .collect(),
+        _ => return Err(Unsupported("route.cluster_specifier other than cluster or weighted_clusters")),
+    };
+    let total_weight = clusters.iter().map(|(_, w)| w).sum();
+    if total_weight == 0 {
+        return Err(Unsupported("weighted_clusters with no positive weight"));
+    }
+    let timeout = action
+        .timeout
+        .as_ref()
+        .map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
+        .filter(|d| !d.is_zero());
+    let host_rewrite = match &action.host_rewrite_specifier {
+        Some(HostRewriteSpecifier::HostRewriteLiteral(host)) => Some(host.clone()),
+        None => None,
+        Some(_) => return Err(Unsupported("route.host_rewrite other than a literal")),
+    };
+    Ok(Forward { clusters, total_weight, timeout, host_rewrite })
+}
+
+fn direct_body(direct: &xds::DirectResponseAction) -> Result<String, Unsupported> {
+    use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+    match direct.body.as_ref().and_then(|b| b.specifier.as_ref()) {
+        None => Ok(String::new()),
+        Some(Specifier::InlineString(s)) => Ok(s.clone()),
+        Some(Specifier::InlineBytes(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Some(_) => Err(Unsupported("direct_response body from a file or environment")),
+    }
+}
+
+impl HeaderMatch {
+    // Control planes (Istio's among them) still send the deprecated forms.
+    #[allow(deprecated)]
+    fn compile(matcher: &xds::HeaderMatcher) -> Result<HeaderMatch, Unsupported> {
+        let name = http::HeaderName::from_bytes(matcher.name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| Unsupported("header matcher name"))?;
+        let value = match &matcher.header_match_specifier {
+            Some(HeaderMatchSpecifier::ExactMatch(v)) => ValueMatch::Exact(v.clone(), false),
+            Some(HeaderMatchSpecifier::PrefixMatch(v)) => ValueMatch::Prefix(v.clone(), false),
+            Some(HeaderMatchSpecifier::SuffixMatch(v)) => ValueMatch::Suffix(v.clone(), false),
+            Some(HeaderMatchSpecifier::ContainsMatch(v)) => ValueMatch::Contains(v.clone(), false),
+            Some(HeaderMatchSpecifier::SafeRegexMatch(r)) => ValueMatch::Regex(full_regex(r)?),
+            Some(HeaderMatchSpecifier::PresentMatch(present)) => ValueMatch::Present(*present),
+            Some(HeaderMatchSpecifier::StringMatch(m)) => string_match(m)?,
+            None => ValueMatch::Present(true),
+            Some(_) => return Err(Unsupported("header matcher kind")),
+        };
+        Ok(HeaderMatch { name, value, invert: matcher.invert_match })
+    }
+
+    fn matches(&self, headers: &HeaderMap) -> bool {
+        let value = headers.get(&self.name).and_then(|v| v.to_str().ok());
+        let matched = match (&self.value, value) {
+            (ValueMatch::Present(present), v) => v.is_some() == *present,
+            (_, None) => false,
+            (ValueMatch::Exact(e, ci), Some(v)) => eq(v, e, *ci),
+            (ValueMatch::Prefix(p, ci), Some(v)) => v.len() >= p.len() && eq(&v[..p.len()], p, *ci),
+            (ValueMatch::Suffix(s, ci), Some(v)) => v.len() >= s.len() && eq(&v[v.len() - s.len()..], s, *ci),
+            (ValueMatch::Contains(c, false), Some(v)) => v.contains(c.as_str()),
+            (ValueMatch::Contains(c, true), Some(v)) => v.to_ascii_lowercase().contains(&c.to_ascii_lowercase()),
+            (ValueMatch::Regex(r), Some(v)) => r.is_match(v),
+        };
+        matched != self.invert
+    }
+}
+
+fn eq(value: &str, expected: &str, ignore_case: bool) -> bool {
+    if ignore_case { value.eq_ignore_ascii_case(expected) } else { value == expected }
+}
+
+fn string_match(m: &StringMatcher) -> Result<ValueMatch, Unsupported> {
+    let ci = m.ignore_case;
+    Ok(match &m.match_pattern {
+        Some(MatchPattern::Exact(v)) => ValueMatch::Exact(v.clone(), ci),
+        Some(MatchPattern::Prefix(v)) => ValueMatch::Prefix(v.clone(), ci),
+        Some(MatchPattern::Suffix(v)) => ValueMatch::Suffix(v.clone(), ci),
+        Some(MatchPattern::Contains(v)) => ValueMatch::Contains(v.clone(), ci),
+        Some(MatchPattern::SafeRegex(r)) => ValueMatch::Regex(full_regex(r)?),
+        _ => return Err(Unsupported("string matcher kind")),
+    })
+}
+
+fn fold(value: &str, case_sensitive: bool) -> String {
+    if case_sensitive { value.to_string() } else { value.to_ascii_lowercase() }
+}
+
+/// Envoy's safe_regex matches the whole value (RE2 full match).
+fn full_regex(matcher: &RegexMatcher) -> Result<Regex, Unsupported> {
+    Regex::new(&format!("^(?:{})$", matcher.regex)).map_err(|_| Unsupported("invalid safe_regex"))
+}

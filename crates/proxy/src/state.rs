@@ -1,0 +1,172 @@
+//! The proxy's live configuration: applies xDS updates (compiling them
+//! first, so a bad update is NACKed and changes nothing), and keeps raw
+//! resources for `/config_dump`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener as XdsListener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use prost::Message;
+use tokio::sync::watch;
+use trellis_xds::Any;
+use trellis_xds::client::ResourceHandler;
+use trellis_xds::type_url;
+
+use crate::cluster::{Cluster, ClusterSpec, endpoints_of};
+use crate::identity::Identity;
+use crate::listener::ListenerSpec;
+use crate::listeners::Listeners;
+use crate::metrics::Metrics;
+use trellis_xds::NodeInfo;
+use crate::route::RouteTable;
+
+pub type ClusterMap = HashMap<String, Arc<Cluster>>;
+pub type RouteMap = HashMap<String, Arc<RouteTable>>;
+
+pub struct ProxyState {
+    pub identity: Arc<Identity>,
+    pub node: NodeInfo,
+    pub metrics: Arc<Metrics>,
+    pub clusters: ArcSwap<ClusterMap>,
+    pub routes: ArcSwap<RouteMap>,
+    pub listeners: Listeners,
+    /// Accepted resources by type and name, for config dumps.
+    accepted: Mutex<BTreeMap<String, BTreeMap<String, Any>>>,
+    /// Endpoints by cluster, kept across CDS updates that recreate a cluster.
+    assignments: Mutex<HashMap<String, Vec<crate::cluster::Endpoint>>>,
+    /// Ready once both clusters and listeners have been applied.
+    configured: watch::Sender<(bool, bool)>,
+}
+
+impl ProxyState {
+    pub fn new(identity: Arc<Identity>, node: NodeInfo, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new_cyclic(|state| ProxyState {
+            identity,
+            node,
+            metrics,
+            clusters: ArcSwap::default(),
+            routes: ArcSwap::default(),
+            listeners: Listeners::new(state.clone()),
+            accepted: Mutex::default(),
+            assignments: Mutex::default(),
+            configured: watch::Sender::new((false, false)),
+        })
+    }
+
+    pub fn is_configured(&self) -> bool {
+        *self.configured.borrow() == (true, true)
+    }
+
+    pub fn accepted(&self) -> BTreeMap<String, BTreeMap<String, Any>> {
+        self.accepted.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn apply_clusters(&self, resources: &[Any]) -> Result<(), String> {
+        let specs = decode_all::<XdsCluster>(resources)?
+            .iter()
+            .map(|c| ClusterSpec::compile(c).map_err(|e| format!("cluster {}: {e}", c.name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let current = self.clusters.load();
+        let assignments = self.assignments.lock().unwrap_or_else(|e| e.into_inner());
+        let clusters = specs
+            .into_iter()
+            .map(|spec| {
+                let name = spec.name.clone();
+                let cluster = match current.get(&name) {
+                    Some(existing) if existing.spec == spec => existing.clone(),
+                    _ => {
+                        let cluster = Cluster::new(spec, self.identity.clone());
+                        if let (true, Some(endpoints)) = (cluster.spec.eds, assignments.get(&name)) {
+                            cluster.set_endpoints(endpoints.clone());
+                        }
+                        Arc::new(cluster)
+                    }
+                };
+                (name, cluster)
+            })
+            .collect();
+        self.clusters.store(Arc::new(clusters));
+        self.configured.send_modify(|c| c.0 = true);
+        Ok(())
+    }
+
+    fn apply_endpoints(&self, resources: &[Any]) -> Result<(), String> {
+        let assignments = decode_all::<ClusterLoadAssignment>(resources)?;
+        let mut compiled = HashMap::new();
+        for assignment in &assignments {
+            let endpoints = endpoints_of(assignment).map_err(|e| format!("endpoints of {}: {e}", assignment.cluster_name))?;
+            compiled.insert(assignment.cluster_name.clone(), endpoints);
+        }
+        let clusters = self.clusters.load();
+        for (name, endpoints) in &compiled {
+            if let Some(cluster) = clusters.get(name) {
+                cluster.set_endpoints(endpoints.clone());
+            }
+        }
+        *self.assignments.lock().unwrap_or_else(|e| e.into_inner()) = compiled;
+        Ok(())
+    }
+
+    fn apply_listeners(&self, resources: &[Any]) -> Result<(), String> {
+        let specs = decode_all::<XdsListener>(resources)?
+            .iter()
+            .map(|l| ListenerSpec::compile(l).map_err(|e| format!("listener {}: {e}", l.name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.listeners.update(specs)?;
+        self.configured.send_modify(|c| c.1 = true);
+        Ok(())
+    }
+
+    fn apply_routes(&self, resources: &[Any]) -> Result<(), String> {
+        let routes = decode_all::<RouteConfiguration>(resources)?
+            .iter()
+            .map(|r| Ok((r.name.clone(), Arc::new(RouteTable::compile(r).map_err(|e| format!("route {}: {e}", r.name))?))))
+            .collect::<Result<RouteMap, String>>()?;
+        self.routes.store(Arc::new(routes));
+        Ok(())
+    }
+}
+
+impl ResourceHandler for ProxyState {
+    fn apply(&self, type_url: &str, resources: &[Any]) -> Result<(), String> {
+        match type_url {
+            type_url::CLUSTER => self.apply_clusters(resources)?,
+            type_url::ENDPOINT => self.apply_endpoints(resources)?,
+            type_url::LISTENER => self.apply_listeners(resources)?,
+            type_url::ROUTE => self.apply_routes(resources)?,
+            other => return Err(format!("resource type {other} is not supported")),
+        }
+        let by_name = resources.iter().map(|a| (resource_name(type_url, a), a.clone())).collect();
+        self.accepted.lock().unwrap_or_else(|e| e.into_inner()).insert(type_url.to_string(), by_name);
+        Ok(())
+    }
+
+    fn wanted_names(&self, type_url: &str) -> Vec<String> {
+        match type_url {
+            type_url::ENDPOINT => self.clusters.load().values().filter(|c| c.spec.eds).map(|c| c.spec.name.clone()).collect(),
+            type_url::ROUTE => self.listeners.rds_names(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn decode_all<T: Message + Default>(resources: &[Any]) -> Result<Vec<T>, String> {
+    resources
+        .iter()
+        .map(|any| T::decode(any.value.as_slice()).map_err(|e| format!("cannot decode {}: {e}", any.type_url)))
+        .collect()
+}
+
+fn resource_name(type_url: &str, any: &Any) -> String {
+    let name = match type_url {
+        type_url::CLUSTER => XdsCluster::decode(any.value.as_slice()).map(|c| c.name),
+        type_url::ENDPOINT => ClusterLoadAssignment::decode(any.value.as_slice()).map(|c| c.cluster_name),
+        type_url::LISTENER => XdsListener::decode(any.value.as_slice()).map(|l| l.name),
+        _ => RouteConfiguration::decode(any.value.as_slice()).map(|r| r.name),
+    };
+    name.unwrap_or_default()
+}

@@ -1,0 +1,173 @@
+//! Listeners of a sidecar in local mode (no traffic capture): the app's
+//! explicit HTTP proxy, and one inbound listener per service port the
+//! sidecar owns, accepting mesh mTLS and (PERMISSIVE) plaintext.
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route::Action, route_action::ClusterSpecifier,
+    route_match::PathSpecifier,
+};
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, Rds,
+    http_connection_manager::{CodecType, ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails},
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::util::pack_any;
+use trellis_config::Snapshot;
+use trellis_xds::NodeInfo;
+use trellis_xds::node::Interception;
+
+use crate::build::{duration, mesh_tls_context, router_filter, socket_address, tls_socket};
+use crate::clusters::ads_config_source;
+use crate::names::{HTTP_PROXY_ROUTE, VIRTUAL_OUTBOUND, inbound_cluster_name};
+
+/// ALPN values the inbound mTLS chain accepts (what sidecars offer).
+const INBOUND_ALPN: [&str; 5] = ["istio-h2", "istio-http/1.1", "istio", "h2", "http/1.1"];
+
+pub struct Inbound {
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+}
+
+/// The explicit outbound HTTP proxy the app calls (`HTTP_PROXY`).
+pub fn outbound(node: &NodeInfo) -> Vec<Listener> {
+    if node.interception != Interception::None {
+        return Vec::new(); // capture mode listeners come with transparent interception
+    }
+    let hcm = HttpConnectionManager {
+        stat_prefix: "outbound_http_proxy".into(),
+        codec_type: CodecType::Auto as i32,
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_config_source()),
+            route_config_name: HTTP_PROXY_ROUTE.into(),
+        })),
+        http_filters: vec![router_filter()],
+        ..Default::default()
+    };
+    vec![Listener {
+        name: VIRTUAL_OUTBOUND.into(),
+        address: Some(socket_address(node.ip, node.outbound_port)),
+        filter_chains: vec![FilterChain { filters: vec![hcm_filter(hcm)], ..Default::default() }],
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Default::default()
+    }]
+}
+
+/// A listener per port the sidecar owns, and the cluster to the app behind it.
+pub fn inbound(snapshot: &Snapshot, node: &NodeInfo) -> Inbound {
+    let mut inbound = Inbound { listeners: Vec::new(), clusters: Vec::new() };
+    for (&port, &app_port) in &node.app_ports {
+        let cluster_name = inbound_cluster_name(port, &serving_host(snapshot, node, port));
+        inbound.clusters.push(app_cluster(&cluster_name, node, app_port));
+        inbound.listeners.push(inbound_listener(node, port, &cluster_name));
+    }
+    inbound
+}
+
+/// The Service whose target port this is (for metrics); empty if none or
+/// ambiguous, as Istio leaves it.
+fn serving_host(snapshot: &Snapshot, node: &NodeInfo, port: u16) -> String {
+    let mut hosts = snapshot.registry.services().iter().filter(|service| {
+        service.namespace == node.namespace
+            && service.selects(&node.labels)
+            && service.ports.iter().any(|p| snapshot.registry.endpoints(service, p).iter().any(|e| e.address.ip() == node.ip && e.address.port() == port))
+    });
+    match (hosts.next(), hosts.next()) {
+        (Some(service), None) => service.hostname.clone(),
+        _ => String::new(),
+    }
+}
+
+fn app_cluster(name: &str, node: &NodeInfo, app_port: u16) -> Cluster {
+    let endpoint = LbEndpoint {
+        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+            address: Some(socket_address(node.ip, app_port)),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        connect_timeout: Some(duration(std::time::Duration::from_secs(10))),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![LocalityLbEndpoints { lb_endpoints: vec![endpoint], ..Default::default() }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn inbound_listener(node: &NodeInfo, port: u16, cluster: &str) -> Listener {
+    let tls = tls_socket(DownstreamTlsContext {
+        common_tls_context: Some(mesh_tls_context(&[], &INBOUND_ALPN)),
+        require_client_certificate: Some(BoolValue { value: true }),
+        ..Default::default()
+    });
+    let chain = |transport: &str, socket| FilterChain {
+        filter_chain_match: Some(FilterChainMatch { transport_protocol: transport.into(), ..Default::default() }),
+        filters: vec![hcm_filter(inbound_hcm(port, cluster))],
+        transport_socket: socket,
+        ..Default::default()
+    };
+    Listener {
+        name: format!("{}_{port}", node.ip),
+        address: Some(socket_address(node.ip, port)),
+        filter_chains: vec![chain("tls", Some(tls)), chain("raw_buffer", None)],
+        listener_filters: vec![ListenerFilter {
+            name: "envoy.filters.listener.tls_inspector".into(),
+            config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(TlsInspector::default()))),
+            ..Default::default()
+        }],
+        traffic_direction: TrafficDirection::Inbound as i32,
+        ..Default::default()
+    }
+}
+
+fn inbound_hcm(port: u16, cluster: &str) -> HttpConnectionManager {
+    let route = Route {
+        name: "default".into(),
+        r#match: Some(RouteMatch { path_specifier: Some(PathSpecifier::Prefix("/".into())), ..Default::default() }),
+        action: Some(Action::Route(RouteAction {
+            cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.into())),
+            timeout: Some(duration(std::time::Duration::ZERO)),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    HttpConnectionManager {
+        stat_prefix: format!("inbound_0.0.0.0_{port}"),
+        codec_type: CodecType::Auto as i32,
+        route_specifier: Some(RouteSpecifier::RouteConfig(RouteConfiguration {
+            name: format!("inbound|{port}||"),
+            virtual_hosts: vec![VirtualHost {
+                name: "inbound|http|".to_string() + &port.to_string(),
+                domains: vec!["*".into()],
+                routes: vec![route],
+                ..Default::default()
+            }],
+            validate_clusters: Some(BoolValue { value: false }),
+            ..Default::default()
+        })),
+        http_filters: vec![router_filter()],
+        forward_client_cert_details: ForwardClientCertDetails::SanitizeSet as i32,
+        set_current_client_cert_details: Some(SetCurrentClientCertDetails { uri: true, ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn hcm_filter(hcm: HttpConnectionManager) -> Filter {
+    Filter {
+        name: "envoy.filters.network.http_connection_manager".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+    }
+}

@@ -1,0 +1,209 @@
+//! HTTP routes: a virtual host per Service port, whose routes come from the
+//! VirtualService for that host (first matching rule wins, as in Istio) or,
+//! without one, send everything to the whole Service.
+
+use envoy_types::pb::envoy::config::route::v3::{
+    HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
+    header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
+    route_match::PathSpecifier, weighted_cluster::ClusterWeight,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher::MatchPattern};
+use envoy_types::pb::google::protobuf::BoolValue;
+use trellis_api::{HttpMatchRequest, HttpRoute, Resource, StringMatch, VirtualService};
+use trellis_config::{MeshService, MeshServicePort, Protocol, Snapshot};
+use trellis_xds::NodeInfo;
+
+use crate::build::{duration, uint32};
+use crate::names::{HTTP_PROXY_ROUTE, outbound_cluster_name};
+
+/// The route table of the explicit HTTP proxy listener: every HTTP port of
+/// every Service, keyed by the names a client may use for it.
+pub fn http_proxy(snapshot: &Snapshot, node: &NodeInfo) -> RouteConfiguration {
+    let mut virtual_hosts = Vec::new();
+    for service in snapshot.registry.services() {
+        for port in service.ports.iter().filter(|p| is_http(p)) {
+            virtual_hosts.push(virtual_host(snapshot, node, service, port));
+        }
+    }
+    RouteConfiguration {
+        name: HTTP_PROXY_ROUTE.into(),
+        virtual_hosts,
+        validate_clusters: Some(BoolValue { value: false }),
+        ..Default::default()
+    }
+}
+
+fn is_http(port: &MeshServicePort) -> bool {
+    matches!(port.protocol, Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::Unknown)
+}
+
+fn virtual_host(snapshot: &Snapshot, node: &NodeInfo, service: &MeshService, port: &MeshServicePort) -> VirtualHost {
+    let routes = match virtual_service_for(snapshot, service) {
+        Some(vs) => vs
+            .spec
+            .http
+            .iter()
+            .flat_map(|rule| envoy_routes(snapshot, node, vs, rule, service, port.port))
+            .collect(),
+        None => vec![default_route(service, port.port)],
+    };
+    VirtualHost {
+        name: format!("{}:{}", service.hostname, port.port),
+        domains: domains(service, port.port),
+        routes,
+        ..Default::default()
+    }
+}
+
+/// Every way a client in the mesh may write this host and port.
+fn domains(service: &MeshService, port: u16) -> Vec<String> {
+    let names = [
+        service.hostname.clone(),
+        format!("{}.{}.svc", service.name, service.namespace),
+        format!("{}.{}", service.name, service.namespace),
+        service.name.clone(),
+    ];
+    let mut domains: Vec<String> = names.iter().map(|n| format!("{n}:{port}")).collect();
+    if port == 80 {
+        domains.extend(names);
+    }
+    domains
+}
+
+/// The VirtualService that routes this host (the first by namespace and name).
+fn virtual_service_for<'a>(snapshot: &'a Snapshot, service: &MeshService) -> Option<&'a Resource<VirtualService>> {
+    snapshot.virtual_services().find(|vs| {
+        vs.spec.gateways.iter().all(|g| g == "mesh")
+            && vs.spec.hosts.iter().any(|host| {
+                snapshot
+                    .registry
+                    .service_by_host(host, vs.namespace())
+                    .is_some_and(|s| s.hostname == service.hostname)
+            })
+    })
+}
+
+fn default_route(service: &MeshService, port: u16) -> Route {
+    Route {
+        name: "default".into(),
+        r#match: Some(prefix_match("/")),
+        action: Some(Action::Route(RouteAction {
+            cluster_specifier: Some(ClusterSpecifier::Cluster(outbound_cluster_name(port, "", &service.hostname))),
+            timeout: Some(duration(std::time::Duration::ZERO)),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// One Envoy route per match condition of a rule (Istio ORs them), all
+/// with the rule's action; a rule without matches catches everything.
+fn envoy_routes(snapshot: &Snapshot, node: &NodeInfo, vs: &Resource<VirtualService>, rule: &HttpRoute, service: &MeshService, port: u16) -> Vec<Route> {
+    let Some(action) = route_action(snapshot, vs, rule, service, port) else {
+        return Vec::new();
+    };
+    let name = rule.name.clone().unwrap_or_default();
+    let matches: Vec<RouteMatch> = if rule.r#match.is_empty() {
+        vec![prefix_match("/")]
+    } else {
+        rule.r#match.iter().filter(|m| applies(m, node, port)).map(route_match).collect()
+    };
+    matches
+        .into_iter()
+        .map(|m| Route { name: name.clone(), r#match: Some(m), action: Some(Action::Route(action.clone())), ..Default::default() })
+        .collect()
+}
+
+/// Conditions decided at translation time: the port and the caller's labels.
+fn applies(m: &HttpMatchRequest, node: &NodeInfo, port: u16) -> bool {
+    m.port.is_none_or(|p| p == u32::from(port))
+        && m.source_labels.iter().all(|(k, v)| node.labels.get(k) == Some(v))
+        && m.source_namespace.as_ref().is_none_or(|ns| *ns == node.namespace)
+}
+
+fn route_action(snapshot: &Snapshot, vs: &Resource<VirtualService>, rule: &HttpRoute, service: &MeshService, port: u16) -> Option<RouteAction> {
+    if rule.route.is_empty() {
+        tracing::warn!(virtual_service = vs.name(), "HTTP rules without `route` (redirect, direct response, delegate) are not translated yet");
+        return None;
+    }
+    let clusters: Vec<ClusterWeight> = rule
+        .route
+        .iter()
+        .filter_map(|destination| {
+            let target = snapshot.registry.service_by_host(&destination.destination.host, vs.namespace())?;
+            let target_port = destination
+                .destination
+                .port
+                .map(|p| p.number as u16)
+                .or_else(|| (target.ports.len() == 1).then(|| target.ports[0].port))
+                .unwrap_or(port);
+            let subset = destination.destination.subset.as_deref().unwrap_or("");
+            let weight = if rule.route.len() == 1 { 100 } else { destination.weight.max(0) as u32 };
+            Some(ClusterWeight {
+                name: outbound_cluster_name(target_port, subset, &target.hostname),
+                weight: Some(uint32(weight)),
+                ..Default::default()
+            })
+        })
+        .filter(|c| c.weight.as_ref().is_some_and(|w| w.value > 0))
+        .collect();
+    if clusters.is_empty() {
+        tracing::warn!(virtual_service = vs.name(), host = %service.hostname, "no destination of the rule is a known service");
+        return None;
+    }
+    let timeout = rule.timeout.as_deref().and_then(|t| trellis_api::parse_duration(t).ok()).unwrap_or_default();
+    let cluster_specifier = if clusters.len() == 1 {
+        ClusterSpecifier::Cluster(clusters[0].name.clone())
+    } else {
+        ClusterSpecifier::WeightedClusters(WeightedCluster { clusters, ..Default::default() })
+    };
+    Some(RouteAction { cluster_specifier: Some(cluster_specifier), timeout: Some(duration(timeout)), ..Default::default() })
+}
+
+fn prefix_match(prefix: &str) -> RouteMatch {
+    RouteMatch { path_specifier: Some(PathSpecifier::Prefix(prefix.into())), ..Default::default() }
+}
+
+fn route_match(m: &HttpMatchRequest) -> RouteMatch {
+    let path_specifier = match &m.uri {
+        Some(StringMatch::Exact(path)) => PathSpecifier::Path(path.clone()),
+        Some(StringMatch::Prefix(prefix)) => PathSpecifier::Prefix(prefix.clone()),
+        Some(StringMatch::Regex(regex)) => PathSpecifier::SafeRegex(RegexMatcher { regex: regex.clone(), ..Default::default() }),
+        Some(StringMatch::Present) | None => PathSpecifier::Prefix("/".into()),
+    };
+    let mut headers: Vec<HeaderMatcher> = m.headers.iter().map(|(name, value)| header_matcher(name, value, false)).collect();
+    headers.extend(m.without_headers.iter().map(|(name, value)| header_matcher(name, value, true)));
+    for (pseudo, value) in [(":method", &m.method), (":authority", &m.authority), (":scheme", &m.scheme)] {
+        if let Some(value) = value {
+            headers.push(header_matcher(pseudo, value, false));
+        }
+    }
+    RouteMatch {
+        path_specifier: Some(path_specifier),
+        case_sensitive: m.ignore_uri_case.then_some(BoolValue { value: false }),
+        headers,
+        ..Default::default()
+    }
+}
+
+fn header_matcher(name: &str, value: &StringMatch, invert: bool) -> HeaderMatcher {
+    let pattern = match value {
+        StringMatch::Exact(v) => MatchPattern::Exact(v.clone()),
+        StringMatch::Prefix(v) => MatchPattern::Prefix(v.clone()),
+        StringMatch::Regex(v) => MatchPattern::SafeRegex(RegexMatcher { regex: v.clone(), ..Default::default() }),
+        StringMatch::Present => {
+            return HeaderMatcher {
+                name: name.to_ascii_lowercase(),
+                header_match_specifier: Some(HeaderMatchSpecifier::PresentMatch(true)),
+                invert_match: invert,
+                ..Default::default()
+            };
+        }
+    };
+    HeaderMatcher {
+        name: name.to_ascii_lowercase(),
+        header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher { match_pattern: Some(pattern), ..Default::default() })),
+        invert_match: invert,
+        ..Default::default()
+    }
+}
