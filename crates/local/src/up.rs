@@ -24,6 +24,7 @@ mod supervisor;
 mod workload_entry;
 
 use std::future::Future;
+use std::io::Write as _;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -147,6 +148,17 @@ async fn run_mesh(
     let mut control_plane = launch::control_plane(&paths, addresses.allocate()?)?;
     let mut workloads = launch::place_workloads(plan, &mut addresses, &paths)?;
     let services = launch::services(plan, &workloads);
+    for service in &plan.services {
+        if !services
+            .iter()
+            .any(|s| s.name == service.name && s.namespace == service.namespace)
+        {
+            eprintln!(
+                "up: service {}/{} selects no workload, so it has no URL",
+                service.namespace, service.name
+            );
+        }
+    }
     config_files::write_config(&config_dir, manifests, plan, &workloads)?;
     config_files::write_tokens(&workload_tokens, &workloads)?;
 
@@ -237,16 +249,23 @@ async fn wait_for_root_cert(path: &Path, deadline: Instant) -> anyhow::Result<()
 }
 
 /// The readiness lines on stdout (a contract: tests wait for `ready`).
+/// Write errors are ignored: a closed stdout must not stop the mesh.
 fn announce(state: &UpState) {
+    let mut stdout = std::io::stdout().lock();
     for service in &state.services {
-        if service.namespace == trellis_api::DEFAULT_NAMESPACE {
-            println!("{}: {}", service.name, service.url);
+        let _ = if service.namespace == trellis_api::DEFAULT_NAMESPACE {
+            writeln!(stdout, "{}: {}", service.name, service.url)
         } else {
-            println!("{}.{}: {}", service.name, service.namespace, service.url);
-        }
+            writeln!(
+                stdout,
+                "{}.{}: {}",
+                service.name, service.namespace, service.url
+            )
+        };
     }
-    println!("config: {}", state.config_dir.display());
-    println!("ready");
+    let _ = writeln!(stdout, "config: {}", state.config_dir.display());
+    let _ = writeln!(stdout, "ready");
+    let _ = stdout.flush();
     eprintln!(
         "up: {} workloads running; state in {}; press Ctrl-C to stop",
         state.workloads.len(),

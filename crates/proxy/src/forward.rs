@@ -17,7 +17,7 @@ use crate::cluster::{Cluster, Endpoint};
 use crate::connection::Peer;
 use crate::listener::{Direction, RouteSource};
 use crate::metrics::RequestOutcome;
-use crate::route::{Forward, RouteAction, RouteTable};
+use crate::route::{Forward, RequestView, RouteAction, RouteTable};
 use crate::state::ProxyState;
 
 const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
@@ -108,7 +108,14 @@ async fn route_and_forward(request: Request<Incoming>, downstream: &Downstream, 
         RouteSource::Rds(name) => state.routes.load().get(name).cloned().ok_or(Failure::NoRoute)?,
     };
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let route = table.find(&authority, &path, request.headers()).ok_or(Failure::NoRoute)?;
+    let view = RequestView {
+        method: request.method().as_str(),
+        authority: &authority,
+        scheme: if downstream.tls { "https" } else { "http" },
+        path: &path,
+        headers: request.headers(),
+    };
+    let route = table.find(&view).ok_or(Failure::NoRoute)?;
     let forward = match &route.action {
         RouteAction::DirectResponse { status, body } => {
             let mut response = Response::new(full(body.clone()));

@@ -55,9 +55,41 @@ enum PathMatch {
     Regex(Regex),
 }
 
+/// What a request looks like to route matching.
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    pub authority: &'a str,
+    pub scheme: &'a str,
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+/// Where a header matcher reads its value: a header, or one of the HTTP/2
+/// pseudo-headers Envoy lets routes match on.
+#[derive(Debug)]
+enum HeaderSource {
+    Header(http::HeaderName),
+    Method,
+    Authority,
+    Scheme,
+    Path,
+}
+
+impl HeaderSource {
+    fn read<'a>(&self, request: &RequestView<'a>) -> Option<&'a str> {
+        match self {
+            HeaderSource::Header(name) => request.headers.get(name).and_then(|v| v.to_str().ok()),
+            HeaderSource::Method => Some(request.method),
+            HeaderSource::Authority => Some(request.authority),
+            HeaderSource::Scheme => Some(request.scheme),
+            HeaderSource::Path => Some(request.path),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct HeaderMatch {
-    name: http::HeaderName,
+    name: HeaderSource,
     value: ValueMatch,
     invert: bool,
 }
@@ -119,10 +151,10 @@ impl RouteTable {
 
     /// The route for a request, following Envoy's domain precedence: exact,
     /// then longest suffix wildcard, then longest prefix wildcard, then `*`.
-    pub fn find(&self, authority: &str, path: &str, headers: &HeaderMap) -> Option<&Route> {
-        let host = authority.to_ascii_lowercase();
+    pub fn find(&self, request: &RequestView<'_>) -> Option<&Route> {
+        let host = request.authority.to_ascii_lowercase();
         let vhost = self.virtual_host(&host)?;
-        vhost.routes.iter().find(|r| r.matches(path, headers))
+        vhost.routes.iter().find(|r| r.matches(request))
     }
 
     fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
@@ -207,9 +239,9 @@ impl Route {
         Ok(Route { name: route.name.clone(), path, headers, action })
     }
 
-    fn matches(&self, path: &str, headers: &HeaderMap) -> bool {
+    fn matches(&self, request: &RequestView<'_>) -> bool {
         // Envoy matches on the path without the query string.
-        let path = path.split('?').next().unwrap_or(path);
+        let path = request.path.split('?').next().unwrap_or(request.path);
         let path_ok = match &self.path {
             PathMatch::Prefix(p, true) => path.starts_with(p.as_str()),
             PathMatch::Prefix(p, false) => path.to_ascii_lowercase().starts_with(p.as_str()),
@@ -217,7 +249,7 @@ impl Route {
             PathMatch::Exact(p, false) => path.eq_ignore_ascii_case(p),
             PathMatch::Regex(r) => r.is_match(path),
         };
-        path_ok && self.headers.iter().all(|h| h.matches(headers))
+        path_ok && self.headers.iter().all(|h| h.matches(request))
     }
 }
 
@@ -270,8 +302,15 @@ impl HeaderMatch {
     // Control planes (Istio's among them) still send the deprecated forms.
     #[allow(deprecated)]
     fn compile(matcher: &xds::HeaderMatcher) -> Result<HeaderMatch, Unsupported> {
-        let name = http::HeaderName::from_bytes(matcher.name.to_ascii_lowercase().as_bytes())
-            .map_err(|_| Unsupported("header matcher name"))?;
+        let name = match matcher.name.to_ascii_lowercase().as_str() {
+            ":method" => HeaderSource::Method,
+            ":authority" | "host" => HeaderSource::Authority,
+            ":scheme" => HeaderSource::Scheme,
+            ":path" => HeaderSource::Path,
+            other => HeaderSource::Header(
+                http::HeaderName::from_bytes(other.as_bytes()).map_err(|_| Unsupported("header matcher name"))?,
+            ),
+        };
         let value = match &matcher.header_match_specifier {
             Some(HeaderMatchSpecifier::ExactMatch(v)) => ValueMatch::Exact(v.clone(), false),
             Some(HeaderMatchSpecifier::PrefixMatch(v)) => ValueMatch::Prefix(v.clone(), false),
@@ -286,8 +325,8 @@ impl HeaderMatch {
         Ok(HeaderMatch { name, value, invert: matcher.invert_match })
     }
 
-    fn matches(&self, headers: &HeaderMap) -> bool {
-        let value = headers.get(&self.name).and_then(|v| v.to_str().ok());
+    fn matches(&self, request: &RequestView<'_>) -> bool {
+        let value = self.name.read(request);
         let matched = match (&self.value, value) {
             (ValueMatch::Present(present), v) => v.is_some() == *present,
             (_, None) => false,
@@ -325,4 +364,110 @@ fn fold(value: &str, case_sensitive: bool) -> String {
 /// Envoy's safe_regex matches the whole value (RE2 full match).
 fn full_regex(matcher: &RegexMatcher) -> Result<Regex, Unsupported> {
     Regex::new(&format!("^(?:{})$", matcher.regex)).map_err(|_| Unsupported("invalid safe_regex"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::route::v3::weighted_cluster::ClusterWeight;
+    use envoy_types::pb::envoy::config::route::v3::{RouteMatch, WeightedCluster};
+    use envoy_types::pb::google::protobuf::UInt32Value;
+
+    fn route(name: &str, matcher: RouteMatch, cluster: ClusterSpecifier) -> xds::Route {
+        xds::Route {
+            name: name.into(),
+            r#match: Some(matcher),
+            action: Some(Action::Route(xds::RouteAction { cluster_specifier: Some(cluster), ..Default::default() })),
+            ..Default::default()
+        }
+    }
+
+    fn table() -> RouteTable {
+        let jason = RouteMatch {
+            path_specifier: Some(PathSpecifier::Prefix("/".into())),
+            headers: vec![xds::HeaderMatcher {
+                name: "end-user".into(),
+                header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
+                    match_pattern: Some(MatchPattern::Exact("jason".into())),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let split = WeightedCluster {
+            clusters: [("v1", 90), ("v2", 10)]
+                .map(|(name, weight)| ClusterWeight { name: name.into(), weight: Some(UInt32Value { value: weight }), ..Default::default() })
+                .to_vec(),
+            ..Default::default()
+        };
+        let any_path = RouteMatch { path_specifier: Some(PathSpecifier::Prefix("/".into())), ..Default::default() };
+        let config = xds::RouteConfiguration {
+            name: "http_proxy".into(),
+            virtual_hosts: vec![
+                xds::VirtualHost {
+                    name: "reviews".into(),
+                    domains: vec!["reviews:9080".into(), "reviews.default.svc.cluster.local:9080".into()],
+                    routes: vec![
+                        route("jason", jason, ClusterSpecifier::Cluster("v2".into())),
+                        route("split", any_path.clone(), ClusterSpecifier::WeightedClusters(split)),
+                    ],
+                    ..Default::default()
+                },
+                xds::VirtualHost {
+                    name: "wild".into(),
+                    domains: vec!["*.example.com".into(), "*".into()],
+                    routes: vec![route("any", any_path, ClusterSpecifier::Cluster("fallback".into()))],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        RouteTable::compile(&config).unwrap()
+    }
+
+    fn find<'a>(table: &'a RouteTable, authority: &str, headers: &HeaderMap) -> &'a str {
+        let view = RequestView { method: "GET", authority, scheme: "http", path: "/reviews/0?x=1", headers };
+        &table.find(&view).unwrap().name
+    }
+
+    #[test]
+    fn first_matching_route_wins_within_the_exact_host() {
+        let table = table();
+        let mut headers = HeaderMap::new();
+        assert_eq!(find(&table, "reviews:9080", &headers), "split");
+        headers.insert("end-user", "jason".parse().unwrap());
+        assert_eq!(find(&table, "REVIEWS:9080", &headers), "jason");
+        headers.insert("end-user", "json".parse().unwrap());
+        assert_eq!(find(&table, "reviews:9080", &headers), "split");
+        assert_eq!(find(&table, "ratings:9080", &headers), "any");
+    }
+
+    #[test]
+    fn weighted_pick_follows_weights() {
+        let table = table();
+        let view = RequestView { method: "GET", authority: "reviews:9080", scheme: "http", path: "/", headers: &HeaderMap::new() };
+        let RouteAction::Forward(forward) = &table.find(&view).unwrap().action else { panic!("forward") };
+        assert_eq!(forward.total_weight, 100);
+        let v1 = (0..forward.total_weight).filter(|roll| forward.pick(*roll) == "v1").count();
+        assert_eq!(v1, 90);
+    }
+
+    #[test]
+    fn unsupported_fields_are_rejected_by_name() {
+        let mut config = xds::RouteConfiguration::default();
+        config.virtual_hosts.push(xds::VirtualHost {
+            routes: vec![xds::Route {
+                r#match: Some(RouteMatch { path_specifier: Some(PathSpecifier::Prefix("/".into())), ..Default::default() }),
+                action: Some(Action::Route(xds::RouteAction {
+                    cluster_specifier: Some(ClusterSpecifier::Cluster("c".into())),
+                    retry_policy: Some(Default::default()),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        assert_eq!(RouteTable::compile(&config).unwrap_err(), Unsupported("route.retry_policy"));
+    }
 }

@@ -16,7 +16,9 @@ const BLOCKS: u32 = 100 * 256;
 /// same on every run (so a failure's addresses are reproducible), and never
 /// one already handed out in this process.
 pub fn address_range_for(test_name: &str) -> String {
-    let mut taken = TAKEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut taken = TAKEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut block = fnv1a(test_name) % BLOCKS;
     while !taken.insert(block) {
         block = (block + 1) % BLOCKS;

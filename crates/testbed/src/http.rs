@@ -42,7 +42,9 @@ impl Reply {
     /// The version of `service` that answered somewhere in the call tree,
     /// e.g. `version_of("reviews")` on a productpage reply.
     pub fn version_of(&self, service: &str) -> Option<String> {
-        self.demo().find(service).and_then(|reply| reply.version.clone())
+        self.demo()
+            .find(service)
+            .and_then(|reply| reply.version.clone())
     }
 
     pub fn text(&self) -> String {
@@ -70,7 +72,11 @@ impl HttpClient {
     }
 
     /// GET `url` with extra request headers, e.g. `[("end-user", "jason")]`.
-    pub async fn get_with_headers(&self, url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
+    pub async fn get_with_headers(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
         let mut request = Request::get(url);
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -146,7 +152,10 @@ mod tests {
         );
         let address = canned_server(Box::leak(response.into_bytes().into_boxed_slice())).await;
         let reply = HttpClient::default()
-            .get_with_headers(&format!("http://{address}/productpage"), &[("end-user", "jason")])
+            .get_with_headers(
+                &format!("http://{address}/productpage"),
+                &[("end-user", "jason")],
+            )
             .await
             .unwrap();
         assert_eq!(reply.status, 200);

@@ -8,7 +8,9 @@
 //! # async fn scenario() {
 //! use trellis_testbed::UpMesh;
 //!
-//! let mut mesh = UpMesh::start(env!("CARGO_BIN_EXE_trellis"), "keeps_routing").await;
+//! // In a test of the `trellis` package: env!("CARGO_BIN_EXE_trellis").
+//! let trellis = "target/debug/trellis";
+//! let mut mesh = UpMesh::start(trellis, "keeps_routing").await;
 //! let page = mesh.url("productpage");
 //! mesh.kill_control_plane();
 //! assert_eq!(mesh.get(&page).await.unwrap().status, 200);

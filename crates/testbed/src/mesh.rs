@@ -97,8 +97,15 @@ impl UpMeshBuilder {
         let ready = tokio::time::timeout(READY_DEADLINE, wait_for_ready(&mut stdout)).await;
         match ready {
             Ok(true) => {}
-            Ok(false) => bail!("{}\n--- up's stderr ---\n{}", mesh.up_exit(), mesh.stderr.tail(TAIL)),
-            Err(_) => bail!("no `ready` within {READY_DEADLINE:?}\n--- up's stderr ---\n{}", mesh.stderr.tail(TAIL)),
+            Ok(false) => bail!(
+                "{}\n--- up's stderr ---\n{}",
+                mesh.up_exit(),
+                mesh.stderr.tail(TAIL)
+            ),
+            Err(_) => bail!(
+                "no `ready` within {READY_DEADLINE:?}\n--- up's stderr ---\n{}",
+                mesh.stderr.tail(TAIL)
+            ),
         }
         mesh.state = Some(UpState::read(&mesh.state_dir).context("reading up.json")?);
         Ok(mesh)
@@ -142,7 +149,8 @@ fn spawn_child(
 /// ```no_run
 /// # async fn scenario() {
 /// use trellis_testbed::UpMesh;
-/// let mesh = UpMesh::start(env!("CARGO_BIN_EXE_trellis"), "reviews_split").await;
+/// # let trellis = "target/debug/trellis"; // env!("CARGO_BIN_EXE_trellis") in tests
+/// let mesh = UpMesh::start(trellis, "reviews_split").await;
 /// let reply = mesh.get(&mesh.url("productpage")).await.unwrap();
 /// assert_eq!(reply.status, 200);
 /// println!("reviews {:?}", reply.version_of("reviews"));
@@ -178,7 +186,9 @@ impl UpMesh {
 
     /// Everything `up.json` records.
     pub fn state(&self) -> &UpState {
-        self.state.as_ref().expect("a started mesh has read up.json")
+        self.state
+            .as_ref()
+            .expect("a started mesh has read up.json")
     }
 
     /// The URL `up` printed for `service` (its first workload's sidecar).
@@ -204,7 +214,10 @@ impl UpMesh {
     /// Every workload replica behind `service`.
     pub fn workloads_of(&self, service: &str) -> Vec<&WorkloadState> {
         let workloads = &self.state().workloads;
-        workloads.iter().filter(|w| w.services.iter().any(|s| s == service)).collect()
+        workloads
+            .iter()
+            .filter(|w| w.services.iter().any(|s| s == service))
+            .collect()
     }
 
     /// The watched config directory: write YAML here to change routing.
@@ -221,7 +234,8 @@ impl UpMesh {
     pub fn write_config(&self, name: &str, yaml: &str) {
         let temporary = self.config_dir().join(format!(".{name}.tmp"));
         std::fs::write(&temporary, yaml).expect("writing the temporary config file");
-        std::fs::rename(&temporary, self.config_dir().join(name)).expect("renaming the config file into place");
+        std::fs::rename(&temporary, self.config_dir().join(name))
+            .expect("renaming the config file into place");
     }
 
     pub fn remove_config(&self, name: &str) {
@@ -233,7 +247,11 @@ impl UpMesh {
         self.http.get(url).await
     }
 
-    pub async fn get_with_headers(&self, url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
+    pub async fn get_with_headers(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
         self.http.get_with_headers(url, headers).await
     }
 
@@ -255,7 +273,9 @@ impl UpMesh {
     pub fn kill_control_plane(&mut self) {
         if let Some(mut restarted) = self.restarted_control_plane.take() {
             let _ = restarted.kill();
-            restarted.wait().expect("waiting for the restarted control plane");
+            restarted
+                .wait()
+                .expect("waiting for the restarted control plane");
             return;
         }
         let pid = pid(self.state().control_plane.pid);
@@ -263,7 +283,10 @@ impl UpMesh {
         // `up` is its parent and reaps it; wait until it has.
         let deadline = Instant::now() + STOP_DEADLINE;
         while kill(pid, None) != Err(Errno::ESRCH) {
-            assert!(Instant::now() < deadline, "control plane {pid} did not go away");
+            assert!(
+                Instant::now() < deadline,
+                "control plane {pid} did not go away"
+            );
             std::thread::sleep(POLL);
         }
     }
@@ -271,7 +294,10 @@ impl UpMesh {
     /// Starts the control plane again with the exact command line `up`
     /// recorded, and waits until it accepts connections on its TLS port.
     pub async fn restart_control_plane(&mut self) {
-        assert!(self.restarted_control_plane.is_none(), "the control plane is already restarted");
+        assert!(
+            self.restarted_control_plane.is_none(),
+            "the control plane is already restarted"
+        );
         let argv = &self.state().control_plane.command;
         let mut command = Command::new(&argv[0]);
         command.args(&argv[1..]);
@@ -281,7 +307,10 @@ impl UpMesh {
         let address = self.state().control_plane.secure_address;
         let deadline = Instant::now() + CONTROL_PLANE_DEADLINE;
         while tokio::net::TcpStream::connect(address).await.is_err() {
-            assert!(Instant::now() < deadline, "the restarted control plane never listened on {address}");
+            assert!(
+                Instant::now() < deadline,
+                "the restarted control plane never listened on {address}"
+            );
             tokio::time::sleep(POLL).await;
         }
     }

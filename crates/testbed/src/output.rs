@@ -37,7 +37,10 @@ impl Lines {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
         // A panicking reader thread cannot leave the deque inconsistent.
-        self.shared.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared
+            .lines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every line kept so far.
@@ -49,7 +52,12 @@ impl Lines {
     pub fn tail(&self, count: usize) -> String {
         let lines = self.lock();
         let skip = lines.len().saturating_sub(count);
-        lines.iter().skip(skip).cloned().collect::<Vec<_>>().join("\n")
+        lines
+            .iter()
+            .skip(skip)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The first line containing `needle`, waiting up to `timeout` for it.
@@ -104,7 +112,10 @@ mod tests {
         });
         let found = lines.wait_for("vs.yaml:3:5", Duration::from_secs(5)).await;
         assert_eq!(found.as_deref(), Some("error: vs.yaml:3:5: spec.http: bad"));
-        assert_eq!(lines.wait_for("never", Duration::from_millis(50)).await, None);
+        assert_eq!(
+            lines.wait_for("never", Duration::from_millis(50)).await,
+            None
+        );
         assert_eq!(lines.tail(1), "error: vs.yaml:3:5: spec.http: bad");
     }
 
@@ -112,7 +123,12 @@ mod tests {
     async fn reads_a_pipe_to_its_end() {
         let lines = Lines::default();
         let (sender, mut receiver) = mpsc::unbounded_channel();
-        spawn_reader(&b"one\ntwo\n"[..], "[t] ".into(), lines.clone(), Some(sender));
+        spawn_reader(
+            &b"one\ntwo\n"[..],
+            "[t] ".into(),
+            lines.clone(),
+            Some(sender),
+        );
         assert_eq!(receiver.recv().await.as_deref(), Some("one"));
         assert_eq!(receiver.recv().await.as_deref(), Some("two"));
         assert_eq!(receiver.recv().await, None);

@@ -4,9 +4,10 @@ use super::*;
 use crate::istio::StringMatch;
 use crate::kube::IntOrString;
 
+/// Istio's Bookinfo sample, bundled once for the whole repository.
 fn testdata(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
+        .join("../../samples/bookinfo")
         .join(relative)
 }
 

@@ -4,7 +4,7 @@ use trellis_api::{AnyResource, parse_yaml};
 
 use super::*;
 
-const BOOKINFO: &str = include_str!("../../../api/testdata/platform/bookinfo.yaml");
+const BOOKINFO: &str = include_str!("../../../../samples/bookinfo/platform/bookinfo.yaml");
 
 /// WorkloadEntries standing in for Bookinfo's reviews pods, plus decoys that
 /// must not be selected.

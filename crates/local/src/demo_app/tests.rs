@@ -246,6 +246,26 @@ async fn answers_health_checks_without_faults() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
+#[tokio::test]
+async fn speaks_http2_too() {
+    let app = start_app("details", "v1", None, Behaviour::default()).await;
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let response = client
+        .request(
+            Request::get(format!("http://{app}/details/0"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let reply: DemoReply = serde_json::from_slice(&body).unwrap();
+    assert_eq!(reply.path.as_deref(), Some("/details/0"));
+}
+
 #[test]
 fn validates_error_rates() {
     assert_eq!(parse_error_rate("0.25"), Ok(0.25));

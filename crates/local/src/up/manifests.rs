@@ -4,7 +4,7 @@
 //! verbatim into the watched config directory, where the control plane
 //! reads it and the user can edit it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -33,7 +33,7 @@ const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 /// Why the manifests could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read { path: PathBuf, source: io::Error },
     #[error("{0}: no .yaml, .yml or .json files in this directory")]
     EmptyDirectory(PathBuf),
@@ -78,32 +78,41 @@ pub fn load(inputs: &[PathBuf]) -> Result<Manifests, ManifestError> {
     parse_all(sources)
 }
 
+/// Each file once, even when named twice (`-f a.yaml -f .`): a file read
+/// twice would define every resource twice.
 fn read_inputs(inputs: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, ManifestError> {
-    let mut sources = Vec::new();
+    let mut files = Vec::new();
     for input in inputs {
-        let read_error = |source| ManifestError::Read {
-            path: input.clone(),
-            source,
-        };
         if input.is_dir() {
-            let files = manifest_files_in(input).map_err(read_error)?;
-            if files.is_empty() {
+            let found = manifest_files_in(input).map_err(|source| read_error(input, source))?;
+            if found.is_empty() {
                 return Err(ManifestError::EmptyDirectory(input.clone()));
             }
-            for file in files {
-                let text =
-                    std::fs::read_to_string(&file).map_err(|source| ManifestError::Read {
-                        path: file.clone(),
-                        source,
-                    })?;
-                sources.push((file, text));
-            }
+            files.extend(found);
         } else {
-            let text = std::fs::read_to_string(input).map_err(read_error)?;
-            sources.push((input.clone(), text));
+            files.push(input.clone());
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut sources = Vec::with_capacity(files.len());
+    for file in files {
+        let canonical = file
+            .canonicalize()
+            .map_err(|source| read_error(&file, source))?;
+        if seen.insert(canonical) {
+            let text =
+                std::fs::read_to_string(&file).map_err(|source| read_error(&file, source))?;
+            sources.push((file, text));
         }
     }
     Ok(sources)
+}
+
+fn read_error(path: &Path, source: io::Error) -> ManifestError {
+    ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The manifest files directly inside `dir` (as `kubectl apply -f DIR`
@@ -338,6 +347,10 @@ mod tests {
             .map(|r| r.meta().name.clone())
             .collect();
         assert_eq!(names, ["a", "b"]);
+
+        // Named twice: read once.
+        let twice = [dir.path().to_path_buf(), dir.path().join("a.yml")];
+        assert_eq!(load(&twice).unwrap().resources().count(), 2);
 
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(
