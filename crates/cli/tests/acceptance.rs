@@ -12,15 +12,22 @@ const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
 const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(10);
 
 fn sample(name: &str) -> String {
-    let path = format!("{}/../../samples/bookinfo/networking/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../samples/bookinfo/networking/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(path).expect("bundled sample")
 }
 
 async fn reviews_version(mesh: &UpMesh, user: Option<&str>) -> anyhow::Result<String> {
     let headers: Vec<(&str, &str)> = user.map(|u| ("end-user", u)).into_iter().collect();
-    let reply = mesh.get_with_headers(&mesh.url("productpage"), &headers).await?;
+    let reply = mesh
+        .get_with_headers(&mesh.url("productpage"), &headers)
+        .await?;
     anyhow::ensure!(reply.status == 200, "productpage answered {}", reply.status);
-    reply.version_of("reviews").ok_or_else(|| anyhow::anyhow!("no reviews call in {}", reply.text()))
+    reply
+        .version_of("reviews")
+        .ok_or_else(|| anyhow::anyhow!("no reviews call in {}", reply.text()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,7 +41,10 @@ async fn weighted_split_then_live_switch_to_header_routing() {
             other => panic!("90-10 config sent a request to reviews {other}"),
         }
     }
-    assert!((870..=930).contains(&v1), "reviews v1 answered {v1} of 1000, expected 900 ± 30");
+    assert!(
+        (870..=930).contains(&v1),
+        "reviews v1 answered {v1} of 1000, expected 900 ± 30"
+    );
 
     // Keep traffic flowing while the VirtualService is replaced atomically.
     let load = {
@@ -43,13 +53,18 @@ async fn weighted_split_then_live_switch_to_header_routing() {
             let started = Instant::now();
             let mut sent = 0;
             while started.elapsed() < CONVERGENCE_DEADLINE + Duration::from_secs(2) && sent < 5000 {
-                reviews_version(&mesh, None).await.expect("no request may fail during the switch");
+                reviews_version(&mesh, None)
+                    .await
+                    .expect("no request may fail during the switch");
                 sent += 1;
             }
             sent
         })
     };
-    mesh.write_config("virtual-service-reviews-90-10.yaml", &sample("virtual-service-reviews-jason-v2-v3.yaml"));
+    mesh.write_config(
+        "virtual-service-reviews-90-10.yaml",
+        &sample("virtual-service-reviews-jason-v2-v3.yaml"),
+    );
     let deadline = Instant::now() + CONVERGENCE_DEADLINE;
     loop {
         let jason = reviews_version(&mesh, Some("jason")).await.unwrap();
@@ -57,7 +72,10 @@ async fn weighted_split_then_live_switch_to_header_routing() {
         if jason == "v2" && other == "v3" {
             break;
         }
-        assert!(Instant::now() < deadline, "routing did not switch: jason -> {jason}, others -> {other}");
+        assert!(
+            Instant::now() < deadline,
+            "routing did not switch: jason -> {jason}, others -> {other}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for _ in 0..50 {
@@ -73,15 +91,28 @@ async fn every_hop_is_mutual_tls_with_spiffe_identities() {
     let reply = mesh.get(&mesh.url("productpage")).await.unwrap();
     let tree = reply.demo();
     let reviews = tree.find("reviews").expect("productpage called reviews");
-    let xfcc = reviews.headers.get("x-forwarded-client-cert").expect("reviews' app got XFCC");
-    assert!(xfcc.contains("URI=spiffe://cluster.local/ns/default/sa/bookinfo-productpage"), "{xfcc}");
-    assert!(xfcc.contains("By=spiffe://cluster.local/ns/default/sa/bookinfo-reviews"), "{xfcc}");
+    let xfcc = reviews
+        .headers
+        .get("x-forwarded-client-cert")
+        .expect("reviews' app got XFCC");
+    assert!(
+        xfcc.contains("URI=spiffe://cluster.local/ns/default/sa/bookinfo-productpage"),
+        "{xfcc}"
+    );
+    assert!(
+        xfcc.contains("By=spiffe://cluster.local/ns/default/sa/bookinfo-reviews"),
+        "{xfcc}"
+    );
 
     // A client with the mesh's ALPN but a certificate from another CA.
     let reviews = mesh.workload("reviews-v1");
     let address = SocketAddr::new(reviews.address.into(), reviews.inbound_ports[0]);
-    let outcome = foreign_ca_request(address, &std::fs::read_to_string(mesh.root_cert()).unwrap()).await;
-    assert!(outcome.is_err(), "a foreign certificate got an answer: {outcome:?}");
+    let outcome =
+        foreign_ca_request(address, &std::fs::read_to_string(mesh.root_cert()).unwrap()).await;
+    assert!(
+        outcome.is_err(),
+        "a foreign certificate got an answer: {outcome:?}"
+    );
 }
 
 /// Sends a request over TLS with a certificate signed by a fresh, foreign
@@ -95,11 +126,17 @@ async fn foreign_ca_request(address: SocketAddr, mesh_root: &str) -> anyhow::Res
     let chain = foreign.sign_workload_csr(request.csr_pem(), &id, Duration::from_secs(3600))?;
     let mut certificate = request.into_certificate(chain, foreign.root_cert_pem())?;
     certificate.root_pem = mesh_root.to_string();
-    let config = trellis_ca::client_config(&certificate, Vec::new(), vec![b"istio-http/1.1".to_vec()])?;
+    let config =
+        trellis_ca::client_config(&certificate, Vec::new(), vec![b"istio-http/1.1".to_vec()])?;
     let tcp = tokio::net::TcpStream::connect(address).await?;
-    let name = rustls_pki_types::ServerName::try_from("outbound_.9080_.v1_.reviews.default.svc.cluster.local")?;
-    let mut tls = tokio_rustls::TlsConnector::from(config).connect(name.to_owned(), tcp).await?;
-    tls.write_all(b"GET /reviews/0 HTTP/1.1\r\nHost: reviews:9080\r\n\r\n").await?;
+    let name = rustls_pki_types::ServerName::try_from(
+        "outbound_.9080_.v1_.reviews.default.svc.cluster.local",
+    )?;
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name.to_owned(), tcp)
+        .await?;
+    tls.write_all(b"GET /reviews/0 HTTP/1.1\r\nHost: reviews:9080\r\n\r\n")
+        .await?;
     let mut response = Vec::new();
     tls.read_to_end(&mut response).await?;
     anyhow::ensure!(!response.is_empty(), "connection closed without a response");
@@ -113,16 +150,26 @@ async fn traffic_survives_the_control_plane_and_resumes_config_after_restart() {
     let started = Instant::now();
     let mut served = 0;
     while started.elapsed() < Duration::from_secs(10) {
-        reviews_version(&mesh, None).await.expect("no request may fail without a control plane");
+        reviews_version(&mesh, None)
+            .await
+            .expect("no request may fail without a control plane");
         served += 1;
     }
     assert!(served > 0);
 
     mesh.restart_control_plane().await;
-    mesh.write_config("virtual-service-reviews-90-10.yaml", &sample("virtual-service-reviews-v3.yaml"));
+    mesh.write_config(
+        "virtual-service-reviews-90-10.yaml",
+        &sample("virtual-service-reviews-v3.yaml"),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while reviews_version(&mesh, None).await.unwrap() != "v3" || reviews_version(&mesh, None).await.unwrap() != "v3" {
-        assert!(Instant::now() < deadline, "proxies did not take config from the restarted control plane");
+    while reviews_version(&mesh, None).await.unwrap() != "v3"
+        || reviews_version(&mesh, None).await.unwrap() != "v3"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "proxies did not take config from the restarted control plane"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -130,26 +177,45 @@ async fn traffic_survives_the_control_plane_and_resumes_config_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_config_is_reported_and_routing_stays() {
     let mesh = UpMesh::start(TRELLIS, "invalid_config").await;
-    mesh.write_config("virtual-service-reviews-90-10.yaml", &sample("virtual-service-reviews-v3.yaml"));
+    mesh.write_config(
+        "virtual-service-reviews-90-10.yaml",
+        &sample("virtual-service-reviews-v3.yaml"),
+    );
     let deadline = Instant::now() + CONVERGENCE_DEADLINE;
     while reviews_version(&mesh, None).await.unwrap() != "v3" {
         assert!(Instant::now() < deadline, "v3 routing never applied");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    mesh.write_config("broken-syntax.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x\nspec: [\n");
-    let syntax = mesh.wait_for_output("broken-syntax.yaml:", CONVERGENCE_DEADLINE).await;
-    assert!(syntax.as_deref().is_some_and(|l| l.starts_with("error: ")), "no syntax error reported: {syntax:?}");
+    mesh.write_config(
+        "broken-syntax.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x\nspec: [\n",
+    );
+    let syntax = mesh
+        .wait_for_output("broken-syntax.yaml:", CONVERGENCE_DEADLINE)
+        .await;
+    assert!(
+        syntax.as_deref().is_some_and(|l| l.starts_with("error: ")),
+        "no syntax error reported: {syntax:?}"
+    );
 
-    let bad_weight = sample("virtual-service-reviews-90-10.yaml").replace("weight: 10", "weight: -10");
+    let bad_weight =
+        sample("virtual-service-reviews-90-10.yaml").replace("weight: 10", "weight: -10");
     mesh.write_config("virtual-service-reviews-90-10.yaml", &bad_weight);
-    let weight = mesh.wait_for_output("spec.http[0].route[1].weight", CONVERGENCE_DEADLINE).await;
+    let weight = mesh
+        .wait_for_output("spec.http[0].route[1].weight", CONVERGENCE_DEADLINE)
+        .await;
     let weight = weight.expect("the negative weight is reported with its field");
-    assert!(weight.contains("virtual-service-reviews-90-10.yaml:"), "{weight}");
+    assert!(
+        weight.contains("virtual-service-reviews-90-10.yaml:"),
+        "{weight}"
+    );
 
     let both = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: ratings\nspec:\n  hosts: [ratings]\n  http:\n  - redirect: {uri: /x}\n    route:\n    - destination: {host: ratings}\n";
     mesh.write_config("redirect-and-route.yaml", both);
-    let reported = mesh.wait_for_output("redirect-and-route.yaml:", CONVERGENCE_DEADLINE).await;
+    let reported = mesh
+        .wait_for_output("redirect-and-route.yaml:", CONVERGENCE_DEADLINE)
+        .await;
     assert!(reported.is_some_and(|l| l.contains("spec.http[0]")));
 
     // The last good config (all to v3) is still in force; nothing crashed.
@@ -157,10 +223,16 @@ async fn invalid_config_is_reported_and_routing_stays() {
     for _ in 0..50 {
         assert_eq!(reviews_version(&mesh, None).await.unwrap(), "v3");
     }
-    mesh.write_config("virtual-service-reviews-90-10.yaml", &sample("virtual-service-reviews-jason-v2-v3.yaml"));
+    mesh.write_config(
+        "virtual-service-reviews-90-10.yaml",
+        &sample("virtual-service-reviews-jason-v2-v3.yaml"),
+    );
     let deadline = Instant::now() + CONVERGENCE_DEADLINE;
     while reviews_version(&mesh, Some("jason")).await.unwrap() != "v2" {
-        assert!(Instant::now() < deadline, "the control plane stopped taking valid config");
+        assert!(
+            Instant::now() < deadline,
+            "the control plane stopped taking valid config"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -172,13 +244,26 @@ async fn malformed_requests_get_http_errors_and_the_proxy_keeps_serving() {
     let inbound = SocketAddr::new(productpage.address.into(), productpage.inbound_ports[0]);
     let outbound = SocketAddr::new(productpage.address.into(), productpage.outbound_port);
     for address in [inbound, outbound] {
-        let reply = send_raw(address, b"GARBAGE\x01 / HTTP/9.9\r\n\r\n").await.unwrap();
+        let reply = send_raw(address, b"GARBAGE\x01 / HTTP/9.9\r\n\r\n")
+            .await
+            .unwrap();
         assert!(reply.starts_with("HTTP/1.1 400"), "{address}: {reply}");
-        let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+        let huge = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(100 * 1024)
+        );
         let reply = send_raw(address, huge.as_bytes()).await.unwrap();
         assert!(reply.starts_with("HTTP/1.1 431"), "{address}: {reply}");
     }
-    let reply = send_raw(outbound, b"GET /x HTTP/1.1\r\nHost: nowhere.example:80\r\n\r\n").await.unwrap();
+    let reply = send_raw(
+        outbound,
+        b"GET /x HTTP/1.1\r\nHost: nowhere.example:80\r\n\r\n",
+    )
+    .await
+    .unwrap();
     assert!(reply.starts_with("HTTP/1.1 404"), "unknown host: {reply}");
-    assert_eq!(mesh.get(&mesh.url("productpage")).await.unwrap().status, 200);
+    assert_eq!(
+        mesh.get(&mesh.url("productpage")).await.unwrap().status,
+        200
+    );
 }

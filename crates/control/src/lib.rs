@@ -26,12 +26,17 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Runs the control plane until the process is told to stop.
 pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
-    let ca = Arc::new(MeshCa::load_or_create(&options.ca_dir(), &options.trust_domain).context("loading the mesh CA")?);
+    let ca = Arc::new(
+        MeshCa::load_or_create(&options.ca_dir(), &options.trust_domain)
+            .context("loading the mesh CA")?,
+    );
     if let Some(path) = &options.root_cert_out {
-        write_atomically(path, ca.root_cert_pem()).with_context(|| format!("writing {}", path.display()))?;
+        write_atomically(path, ca.root_cert_pem())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let tokens = match &options.workload_tokens {
-        Some(path) => StaticTokens::load(path, &options.trust_domain).with_context(|| format!("loading {}", path.display()))?,
+        Some(path) => StaticTokens::load(path, &options.trust_domain)
+            .with_context(|| format!("loading {}", path.display()))?,
         None => StaticTokens::default(),
     };
     let (_watcher, snapshots) = trellis_config::watch(options.config_dir.clone(), DEBOUNCE)
@@ -53,7 +58,9 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
         .add_service(ads.clone())
         .add_service(certificates)
         .serve(SocketAddr::new(ip, options.secure_port));
-    let plaintext = Server::builder().add_service(ads).serve(SocketAddr::new(ip, options.xds_port));
+    let plaintext = Server::builder()
+        .add_service(ads)
+        .serve(SocketAddr::new(ip, options.xds_port));
     monitoring::serve(SocketAddr::new(ip, options.monitoring_port), proxies).await?;
     tracing::info!(%ip, xds = options.xds_port, secure = options.secure_port, "control plane serving");
     tokio::select! {
@@ -74,7 +81,11 @@ fn follow_snapshots(
         loop {
             let snapshot = snapshots.borrow_and_update().clone();
             if let Some(snapshot) = snapshot {
-                tracing::info!(version = snapshot.version, resources = snapshot.resources.len(), "config snapshot");
+                tracing::info!(
+                    version = snapshot.version,
+                    resources = snapshot.resources.len(),
+                    "config snapshot"
+                );
                 generator.install(snapshot);
                 tick.send_modify(|g| *g += 1);
             }

@@ -42,7 +42,9 @@ impl ControlPlaneOptions {
         }
         let data = std::env::var_os("XDG_DATA_HOME")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
+            })
             .unwrap_or_else(|| PathBuf::from("."));
         data.join("trellis").join("ca")
     }

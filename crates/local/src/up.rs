@@ -45,7 +45,7 @@ use launch::Paths;
 use manifests::{ManifestError, Manifests};
 use plan::MeshPlan;
 use state_dir::StateDir;
-use supervisor::{ChildExit, OutputStyle, Supervisor};
+use supervisor::{ChildExit, Role, Supervisor};
 
 /// How long children get to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -163,11 +163,8 @@ async fn run_mesh(
     config_files::write_tokens(&workload_tokens, &workloads)?;
 
     let deadline = Instant::now() + args.ready_timeout;
-    control_plane.pid = supervisor.spawn(
-        CONTROL_PLANE,
-        &control_plane.command,
-        OutputStyle::KeepErrorLines,
-    )?;
+    control_plane.pid =
+        supervisor.spawn(CONTROL_PLANE, &control_plane.command, Role::ControlPlane)?;
     until_exit(supervisor, wait_for_root_cert(&root_cert, deadline)).await??;
     for (planned, placed) in plan.workloads.iter().zip(&mut workloads) {
         start_workload(supervisor, &paths, &control_plane, planned, placed)?;
@@ -204,11 +201,11 @@ fn start_workload(
         let name = format!("{}/{}", placed.pod, container.name);
         placed
             .app_pids
-            .push(supervisor.spawn(&name, &command, OutputStyle::Prefixed)?);
+            .push(supervisor.spawn(&name, &command, Role::Workload)?);
     }
     let command = launch::proxy(paths, control_plane, placed)?;
     let name = format!("{}/sidecar", placed.pod);
-    placed.proxy_pid = supervisor.spawn(&name, &command, OutputStyle::Prefixed)?;
+    placed.proxy_pid = supervisor.spawn(&name, &command, Role::Workload)?;
     Ok(())
 }
 

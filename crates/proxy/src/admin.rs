@@ -24,11 +24,15 @@ pub fn admin_router(state: Arc<ProxyState>) -> Router {
 }
 
 pub fn stats_router(state: Arc<ProxyState>) -> Router {
-    Router::new().route("/stats/prometheus", get(prometheus)).with_state(state)
+    Router::new()
+        .route("/stats/prometheus", get(prometheus))
+        .with_state(state)
 }
 
 pub fn health_router(state: Arc<ProxyState>) -> Router {
-    Router::new().route("/healthz/ready", get(ready)).with_state(state)
+    Router::new()
+        .route("/healthz/ready", get(ready))
+        .with_state(state)
 }
 
 pub async fn serve(address: SocketAddr, router: Router) -> std::io::Result<()> {
@@ -55,7 +59,10 @@ async fn ready(State(state): State<Arc<ProxyState>>) -> Response {
 
 async fn prometheus(State(state): State<Arc<ProxyState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -70,7 +77,10 @@ async fn config_dump(State(state): State<Arc<ProxyState>>) -> Response {
             .get(type_url)
             .into_iter()
             .flat_map(|by_name| by_name.values())
-            .map(|any| trellis_xds::json::any_to_json(any).unwrap_or_else(|e| json!({"error": e.to_string()})))
+            .map(|any| {
+                trellis_xds::json::any_to_json(any)
+                    .unwrap_or_else(|e| json!({"error": e.to_string()}))
+            })
             .map(|resource| json!({ key: resource }))
             .collect();
         json!({ "@type": format!("type.googleapis.com/envoy.admin.v3.{dump_type}"), list: resources })

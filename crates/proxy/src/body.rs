@@ -6,5 +6,7 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 pub fn full(content: impl Into<Bytes>) -> ProxyBody {
-    Full::new(content.into()).map_err(|never| match never {}).boxed()
+    Full::new(content.into())
+        .map_err(|never| match never {})
+        .boxed()
 }

@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::cluster::v3 as xds;
-use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy};
-use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint::HostIdentifier};
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, LbPolicy,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, lb_endpoint::HostIdentifier,
+};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
@@ -57,12 +61,27 @@ pub struct Cluster {
 
 impl ClusterSpec {
     pub fn compile(cluster: &xds::Cluster) -> Result<ClusterSpec, Unsupported> {
-        reject_if(cluster.circuit_breakers.is_some(), "cluster.circuit_breakers")?;
-        reject_if(cluster.outlier_detection.is_some(), "cluster.outlier_detection")?;
+        reject_if(
+            cluster.circuit_breakers.is_some(),
+            "cluster.circuit_breakers",
+        )?;
+        reject_if(
+            cluster.outlier_detection.is_some(),
+            "cluster.outlier_detection",
+        )?;
         reject_if(!cluster.health_checks.is_empty(), "cluster.health_checks")?;
-        reject_if(cluster.lb_subset_config.is_some(), "cluster.lb_subset_config")?;
-        reject_if(cluster.load_balancing_policy.is_some(), "cluster.load_balancing_policy")?;
-        reject_if(cluster.lb_policy != LbPolicy::RoundRobin as i32, "cluster.lb_policy other than ROUND_ROBIN")?;
+        reject_if(
+            cluster.lb_subset_config.is_some(),
+            "cluster.lb_subset_config",
+        )?;
+        reject_if(
+            cluster.load_balancing_policy.is_some(),
+            "cluster.load_balancing_policy",
+        )?;
+        reject_if(
+            cluster.lb_policy != LbPolicy::RoundRobin as i32,
+            "cluster.lb_policy other than ROUND_ROBIN",
+        )?;
         let eds = match cluster.cluster_discovery_type {
             Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => true,
             Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Static as i32 => false,
@@ -76,7 +95,14 @@ impl ClusterSpec {
         };
         let http2 = http2_configured(cluster)?;
         let tls = match &cluster.transport_socket {
-            Some(socket) => Some(tls_context::upstream(socket, if http2 { MESH_ALPN_H2 } else { MESH_ALPN_HTTP11 })?),
+            Some(socket) => Some(tls_context::upstream(
+                socket,
+                if http2 {
+                    MESH_ALPN_H2
+                } else {
+                    MESH_ALPN_HTTP11
+                },
+            )?),
             None => None,
         };
         let connect_timeout = cluster
@@ -85,24 +111,38 @@ impl ClusterSpec {
             .map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
             .filter(|d| !d.is_zero())
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        Ok(ClusterSpec { name: cluster.name.clone(), eds, tls, http2, connect_timeout, static_endpoints })
+        Ok(ClusterSpec {
+            name: cluster.name.clone(),
+            eds,
+            tls,
+            http2,
+            connect_timeout,
+            static_endpoints,
+        })
     }
 }
 
 fn http2_configured(cluster: &xds::Cluster) -> Result<bool, Unsupported> {
-    let Some(options) = cluster.typed_extension_protocol_options.get(HTTP_PROTOCOL_OPTIONS) else {
+    let Some(options) = cluster
+        .typed_extension_protocol_options
+        .get(HTTP_PROTOCOL_OPTIONS)
+    else {
         return Ok(false);
     };
     let options = HttpProtocolOptions::decode(options.value.as_slice())
         .map_err(|_| Unsupported("undecodable HttpProtocolOptions"))?;
     match options.upstream_protocol_options {
-        Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => match explicit.protocol_config {
+        Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => match explicit
+            .protocol_config
+        {
             Some(ProtocolConfig::Http2ProtocolOptions(_)) => Ok(true),
             Some(ProtocolConfig::HttpProtocolOptions(_)) | None => Ok(false),
             Some(ProtocolConfig::Http3ProtocolOptions(_)) => Err(Unsupported("HTTP/3 upstreams")),
         },
         None => Ok(false),
-        Some(_) => Err(Unsupported("upstream protocol options other than explicit_http_config")),
+        Some(_) => Err(Unsupported(
+            "upstream protocol options other than explicit_http_config",
+        )),
     }
 }
 
@@ -116,17 +156,25 @@ pub fn endpoints_of(assignment: &ClusterLoadAssignment) -> Result<Vec<Endpoint>,
             let Some(HostIdentifier::Endpoint(endpoint)) = &lb_endpoint.host_identifier else {
                 return Err(Unsupported("endpoint without an address"));
             };
-            let address = endpoint.address.as_ref().ok_or(Unsupported("endpoint without an address"))?;
+            let address = endpoint
+                .address
+                .as_ref()
+                .ok_or(Unsupported("endpoint without an address"))?;
             let workload = lb_endpoint
                 .metadata
                 .as_ref()
                 .and_then(|m| m.filter_metadata.get("istio"))
                 .and_then(|s| s.fields.get("workload"))
                 .and_then(|v| match &v.kind {
-                    Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => Some(s.clone()),
+                    Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => {
+                        Some(s.clone())
+                    }
                     _ => None,
                 });
-            endpoints.push(Endpoint { address: socket_address(address)?, workload });
+            endpoints.push(Endpoint {
+                address: socket_address(address)?,
+                workload,
+            });
         }
     }
     Ok(endpoints)

@@ -30,7 +30,12 @@ pub struct Peer {
     pub cert_hash: String,
 }
 
-pub async fn serve_connection(stream: TcpStream, remote: SocketAddr, spec: Arc<ListenerSpec>, state: Arc<ProxyState>) {
+pub async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    spec: Arc<ListenerSpec>,
+    state: Arc<ProxyState>,
+) {
     let _ = stream.set_nodelay(true);
     let tls = if spec.inspects_tls() {
         let mut first = [0u8; 1];
@@ -72,8 +77,14 @@ pub async fn serve_connection(stream: TcpStream, remote: SocketAddr, spec: Arc<L
     serve_http(stream, remote, peer, &spec, chain, state).await;
 }
 
-async fn serve_http<S>(stream: S, remote: SocketAddr, peer: Option<Peer>, spec: &ListenerSpec, chain: &ChainSpec, state: Arc<ProxyState>)
-where
+async fn serve_http<S>(
+    stream: S,
+    remote: SocketAddr,
+    peer: Option<Peer>,
+    spec: &ListenerSpec,
+    chain: &ChainSpec,
+    state: Arc<ProxyState>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let downstream = Arc::new(Downstream {
@@ -89,9 +100,18 @@ where
     });
     let service = service_fn(move |request| handle(request, downstream.clone(), state.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(MAX_HEADER_BYTES.max(8192)).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-    builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
-    if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+    builder
+        .http1()
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder
+        .http2()
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    if let Err(error) = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
         tracing::debug!(%remote, %error, "downstream connection ended with an error");
     }
 }

@@ -60,7 +60,9 @@ impl MeshConnector {
         let address: SocketAddr = uri
             .authority()
             .and_then(|a| a.as_str().parse().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "endpoint is not IP:port"))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "endpoint is not IP:port")
+            })?;
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
@@ -89,14 +91,22 @@ impl Connection for UpstreamStream {
             UpstreamStream::Plain(_) => Connected::new(),
             UpstreamStream::Tls(tls) => {
                 let h2 = matches!(tls.get_ref().1.alpn_protocol(), Some(b"istio-h2" | b"h2"));
-                if h2 { Connected::new().negotiated_h2() } else { Connected::new() }
+                if h2 {
+                    Connected::new().negotiated_h2()
+                } else {
+                    Connected::new()
+                }
             }
         }
     }
 }
 
 impl AsyncRead for UpstreamStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             UpstreamStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
@@ -105,7 +115,11 @@ impl AsyncRead for UpstreamStream {
 }
 
 impl AsyncWrite for UpstreamStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
@@ -126,7 +140,11 @@ impl AsyncWrite for UpstreamStream {
         }
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             UpstreamStream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),

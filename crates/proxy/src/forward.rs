@@ -43,7 +43,7 @@ pub enum Failure {
     /// UH: the cluster has no endpoints.
     NoHealthyUpstream,
     /// UF: connecting to the upstream failed.
-    UpstreamConnectFailure,
+    UpstreamUnreachable,
     /// UT: the route's timeout elapsed.
     UpstreamTimeout,
     /// DPE: the request is unusable (no authority).
@@ -54,7 +54,9 @@ impl Failure {
     pub fn status(self) -> StatusCode {
         match self {
             Failure::NoRoute => StatusCode::NOT_FOUND,
-            Failure::NoCluster | Failure::NoHealthyUpstream | Failure::UpstreamConnectFailure => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::NoCluster | Failure::NoHealthyUpstream | Failure::UpstreamUnreachable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadRequest => StatusCode::BAD_REQUEST,
         }
@@ -65,7 +67,7 @@ impl Failure {
             Failure::NoRoute => "NR",
             Failure::NoCluster => "NC",
             Failure::NoHealthyUpstream => "UH",
-            Failure::UpstreamConnectFailure => "UF",
+            Failure::UpstreamUnreachable => "UF",
             Failure::UpstreamTimeout => "UT",
             Failure::BadRequest => "DPE",
         }
@@ -76,14 +78,18 @@ impl Failure {
             Failure::NoRoute => "no route\n",
             Failure::NoCluster => "no cluster\n",
             Failure::NoHealthyUpstream => "no healthy upstream\n",
-            Failure::UpstreamConnectFailure => "upstream connect error\n",
+            Failure::UpstreamUnreachable => "upstream connect error\n",
             Failure::UpstreamTimeout => "upstream request timeout\n",
             Failure::BadRequest => "bad request: missing authority\n",
         }
     }
 }
 
-pub async fn handle(request: Request<Incoming>, downstream: Arc<Downstream>, state: Arc<ProxyState>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(
+    request: Request<Incoming>,
+    downstream: Arc<Downstream>,
+    state: Arc<ProxyState>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let mut outcome = RequestOutcome::new(&downstream, &state);
     let response = match route_and_forward(request, &downstream, &state, &mut outcome).await {
@@ -92,7 +98,9 @@ pub async fn handle(request: Request<Incoming>, downstream: Arc<Downstream>, sta
             outcome.flag = failure.flag();
             let mut response = Response::new(full(failure.body()));
             *response.status_mut() = failure.status();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             response
         }
     };
@@ -101,13 +109,27 @@ pub async fn handle(request: Request<Incoming>, downstream: Arc<Downstream>, sta
     Ok(response)
 }
 
-async fn route_and_forward(request: Request<Incoming>, downstream: &Downstream, state: &ProxyState, outcome: &mut RequestOutcome) -> Result<Response<ProxyBody>, Failure> {
+async fn route_and_forward(
+    request: Request<Incoming>,
+    downstream: &Downstream,
+    state: &ProxyState,
+    outcome: &mut RequestOutcome,
+) -> Result<Response<ProxyBody>, Failure> {
     let authority = authority(&request).ok_or(Failure::BadRequest)?;
     let table: Arc<RouteTable> = match &downstream.routes {
         RouteSource::Inline(table) => table.clone(),
-        RouteSource::Rds(name) => state.routes.load().get(name).cloned().ok_or(Failure::NoRoute)?,
+        RouteSource::Rds(name) => state
+            .routes
+            .load()
+            .get(name)
+            .cloned()
+            .ok_or(Failure::NoRoute)?,
     };
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
     let view = RequestView {
         method: request.method().as_str(),
         authority: &authority,
@@ -125,19 +147,28 @@ async fn route_and_forward(request: Request<Incoming>, downstream: &Downstream, 
         RouteAction::Forward(forward) => forward,
     };
     let cluster_name = forward.pick(rand::random_range(0..forward.total_weight));
-    let cluster = state.clusters.load().get(cluster_name).cloned().ok_or(Failure::NoCluster)?;
+    let cluster = state
+        .clusters
+        .load()
+        .get(cluster_name)
+        .cloned()
+        .ok_or(Failure::NoCluster)?;
     outcome.set_cluster(&cluster);
     let endpoint = cluster.pick().ok_or(Failure::NoHealthyUpstream)?;
     outcome.set_endpoint(&endpoint);
-    let upstream = upstream_request(request, &authority, &path, forward, &cluster, &endpoint, downstream, state);
+    let upstream = upstream_request(
+        request, &authority, &path, forward, &cluster, &endpoint, downstream, state,
+    );
     let sent = cluster.client.request(upstream);
     let response = match forward.timeout {
-        Some(timeout) => tokio::time::timeout(timeout, sent).await.map_err(|_| Failure::UpstreamTimeout)?,
+        Some(timeout) => tokio::time::timeout(timeout, sent)
+            .await
+            .map_err(|_| Failure::UpstreamTimeout)?,
         None => sent.await,
     };
     let response = response.map_err(|error| {
         tracing::debug!(cluster = %cluster.spec.name, endpoint = %endpoint.address, %error, "upstream request failed");
-        Failure::UpstreamConnectFailure
+        Failure::UpstreamUnreachable
     })?;
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -173,7 +204,11 @@ fn upstream_request(
         .path_and_query(path)
         .build()
         .unwrap_or_else(|_| Uri::from_static("/"));
-    parts.version = if cluster.spec.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    parts.version = if cluster.spec.http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
     let host = forward.host_rewrite.as_deref().unwrap_or(authority);
     if let Ok(host) = HeaderValue::from_str(host) {
         parts.headers.insert(header::HOST, host);
@@ -186,10 +221,10 @@ fn set_mesh_headers(headers: &mut HeaderMap, downstream: &Downstream, state: &Pr
     match downstream.direction {
         Direction::Outbound => {
             headers.remove(XFCC);
-            if !headers.contains_key(REQUEST_ID) {
-                if let Ok(id) = HeaderValue::from_str(&request_id()) {
-                    headers.insert(REQUEST_ID, id);
-                }
+            if !headers.contains_key(REQUEST_ID)
+                && let Ok(id) = HeaderValue::from_str(&request_id())
+            {
+                headers.insert(REQUEST_ID, id);
             }
         }
         Direction::Inbound => {
@@ -198,8 +233,15 @@ fn set_mesh_headers(headers: &mut HeaderMap, downstream: &Downstream, state: &Pr
             }
             headers.remove(XFCC);
             let Some(peer) = &downstream.peer else { return };
-            let uri = peer.identity.as_ref().map(ToString::to_string).unwrap_or_default();
-            let value = format!("By={};Hash={};Subject=\"\";URI={uri}", state.identity.id, peer.cert_hash);
+            let uri = peer
+                .identity
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let value = format!(
+                "By={};Hash={};Subject=\"\";URI={uri}",
+                state.identity.id, peer.cert_hash
+            );
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(XFCC, value);
             }
@@ -213,7 +255,14 @@ fn request_id() -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -227,7 +276,14 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    for name in [header::CONNECTION, header::PROXY_AUTHORIZATION, header::TE, header::TRAILER, header::TRANSFER_ENCODING, header::UPGRADE] {
+    for name in [
+        header::CONNECTION,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
         headers.remove(name);
     }
     headers.remove("keep-alive");

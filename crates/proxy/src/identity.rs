@@ -21,11 +21,14 @@ pub const MESH_ALPN_HTTP11: &[u8] = b"istio-http/1.1";
 const CERT_TTL: Duration = Duration::from_secs(24 * 3600);
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 
+/// Client configs by the peers they accept and the ALPN they offer.
+type ClientConfigs = HashMap<(Vec<SpiffeId>, &'static [u8]), Arc<ClientConfig>>;
+
 /// TLS material derived from one certificate.
 pub struct Credentials {
     pub certificate: WorkloadCertificate,
     pub server: Arc<ServerConfig>,
-    clients: Mutex<HashMap<(Vec<SpiffeId>, &'static [u8]), Arc<ClientConfig>>>,
+    clients: Mutex<ClientConfigs>,
 }
 
 impl Credentials {
@@ -83,7 +86,8 @@ impl Identity {
 
     /// Installs a certificate (the CA loop calls this; tests may too).
     pub fn install(&self, certificate: WorkloadCertificate) -> Result<(), trellis_ca::CaError> {
-        self.current.store(Some(Arc::new(Credentials::new(certificate)?)));
+        self.current
+            .store(Some(Arc::new(Credentials::new(certificate)?)));
         self.ready.send_replace(true);
         Ok(())
     }

@@ -34,22 +34,35 @@ pub use state::ProxyState;
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("cannot read {path}: {source}")]
-    Read { path: std::path::PathBuf, source: std::io::Error },
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot reach the control plane: {0}")]
     ControlPlane(#[from] trellis_ca::CaError),
     #[error("cannot serve {address}: {source}")]
-    Bind { address: SocketAddr, source: std::io::Error },
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Starts the proxy and returns its state; the work runs on spawned tasks.
 pub async fn start(options: &ProxyOptions) -> Result<Arc<ProxyState>, ProxyError> {
     let read = |path: &std::path::Path| {
-        std::fs::read_to_string(path).map_err(|source| ProxyError::Read { path: path.to_path_buf(), source })
+        std::fs::read_to_string(path).map_err(|source| ProxyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
     };
     let root_pem = read(&options.root_cert)?;
     let token = read(&options.token_file)?.trim().to_string();
     let node = node_info(options);
-    let identity = identity::Identity::new(SpiffeId::new(&options.trust_domain, &options.namespace, &options.service_account));
+    let identity = identity::Identity::new(SpiffeId::new(
+        &options.trust_domain,
+        &options.namespace,
+        &options.service_account,
+    ));
     let channel = trellis_ca::ca_channel(&options.discovery_address, &root_pem)?;
     tokio::spawn(identity.clone().run(channel.clone(), token, root_pem));
     let state = ProxyState::new(identity, node.clone(), Arc::default());
@@ -60,7 +73,9 @@ pub async fn start(options: &ProxyOptions) -> Result<Arc<ProxyState>, ProxyError
         (options.health_port, admin::health_router(state.clone())),
     ] {
         let address = SocketAddr::new(options.ip, port);
-        admin::serve(address, router).await.map_err(|source| ProxyError::Bind { address, source })?;
+        admin::serve(address, router)
+            .await
+            .map_err(|source| ProxyError::Bind { address, source })?;
     }
     Ok(state)
 }
@@ -74,7 +89,11 @@ fn node_info(options: &ProxyOptions) -> NodeInfo {
         service_account: options.service_account.clone(),
         workload_name: options.workload_name.clone(),
         labels: options.labels.iter().cloned().collect(),
-        interception: if options.app_ports.is_empty() { Interception::Redirect } else { Interception::None },
+        interception: if options.app_ports.is_empty() {
+            Interception::Redirect
+        } else {
+            Interception::None
+        },
         app_ports: options.app_ports.iter().copied().collect(),
         outbound_port: options.outbound_port,
     }

@@ -69,33 +69,69 @@ pub enum RouteSource {
 
 impl ListenerSpec {
     pub fn compile(listener: &xds::Listener) -> Result<ListenerSpec, Unsupported> {
-        reject_if(listener.use_original_dst.is_some_and(|b| b.value), "listener.use_original_dst")?;
-        reject_if(listener.default_filter_chain.is_some(), "listener.default_filter_chain")?;
-        reject_if(listener.filter_chain_matcher.is_some(), "listener.filter_chain_matcher")?;
+        reject_if(
+            listener.use_original_dst.is_some_and(|b| b.value),
+            "listener.use_original_dst",
+        )?;
+        reject_if(
+            listener.default_filter_chain.is_some(),
+            "listener.default_filter_chain",
+        )?;
+        reject_if(
+            listener.filter_chain_matcher.is_some(),
+            "listener.filter_chain_matcher",
+        )?;
         for filter in &listener.listener_filters {
-            reject_if(filter.name != TLS_INSPECTOR, "listener filter other than tls_inspector")?;
+            reject_if(
+                filter.name != TLS_INSPECTOR,
+                "listener filter other than tls_inspector",
+            )?;
         }
-        let address = socket_address(listener.address.as_ref().ok_or(Unsupported("listener without address"))?)?;
+        let address = socket_address(
+            listener
+                .address
+                .as_ref()
+                .ok_or(Unsupported("listener without address"))?,
+        )?;
         let direction = match TrafficDirection::try_from(listener.traffic_direction) {
             Ok(TrafficDirection::Inbound) => Direction::Inbound,
             _ => Direction::Outbound,
         };
-        let chains = listener.filter_chains.iter().map(ChainSpec::compile).collect::<Result<Vec<_>, _>>()?;
+        let chains = listener
+            .filter_chains
+            .iter()
+            .map(ChainSpec::compile)
+            .collect::<Result<Vec<_>, _>>()?;
         reject_if(chains.is_empty(), "listener without filter chains")?;
-        Ok(ListenerSpec { name: listener.name.clone(), address, direction, chains })
+        Ok(ListenerSpec {
+            name: listener.name.clone(),
+            address,
+            direction,
+            chains,
+        })
     }
 
     /// Whether choosing a chain needs to know if the client speaks TLS.
     pub fn inspects_tls(&self) -> bool {
-        self.chains.iter().any(|c| c.transport != TransportMatch::Any)
+        self.chains
+            .iter()
+            .any(|c| c.transport != TransportMatch::Any)
     }
 
     pub fn chain_for(&self, tls: bool) -> Option<&ChainSpec> {
-        let wanted = if tls { TransportMatch::Tls } else { TransportMatch::Plaintext };
+        let wanted = if tls {
+            TransportMatch::Tls
+        } else {
+            TransportMatch::Plaintext
+        };
         self.chains
             .iter()
             .find(|c| c.transport == wanted)
-            .or_else(|| self.chains.iter().find(|c| c.transport == TransportMatch::Any))
+            .or_else(|| {
+                self.chains
+                    .iter()
+                    .find(|c| c.transport == TransportMatch::Any)
+            })
     }
 
     /// Names of the route configurations this listener needs over RDS.
@@ -112,10 +148,22 @@ impl ChainSpec {
         let transport = match &chain.filter_chain_match {
             None => TransportMatch::Any,
             Some(m) => {
-                reject_if(m.destination_port.is_some(), "filter_chain_match.destination_port")?;
-                reject_if(!m.prefix_ranges.is_empty(), "filter_chain_match.prefix_ranges")?;
-                reject_if(!m.server_names.is_empty(), "filter_chain_match.server_names")?;
-                reject_if(!m.source_prefix_ranges.is_empty(), "filter_chain_match.source_prefix_ranges")?;
+                reject_if(
+                    m.destination_port.is_some(),
+                    "filter_chain_match.destination_port",
+                )?;
+                reject_if(
+                    !m.prefix_ranges.is_empty(),
+                    "filter_chain_match.prefix_ranges",
+                )?;
+                reject_if(
+                    !m.server_names.is_empty(),
+                    "filter_chain_match.server_names",
+                )?;
+                reject_if(
+                    !m.source_prefix_ranges.is_empty(),
+                    "filter_chain_match.source_prefix_ranges",
+                )?;
                 // ALPN values only refine TLS chains; the mesh accepts any of them.
                 match m.transport_protocol.as_str() {
                     "" => TransportMatch::Any,
@@ -130,16 +178,28 @@ impl ChainSpec {
             None => false,
         };
         let [filter] = chain.filters.as_slice() else {
-            return Err(Unsupported("filter chain with other than one network filter"));
+            return Err(Unsupported(
+                "filter chain with other than one network filter",
+            ));
         };
-        reject_if(filter.name != HCM, "network filter other than http_connection_manager")?;
+        reject_if(
+            filter.name != HCM,
+            "network filter other than http_connection_manager",
+        )?;
         let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
             return Err(Unsupported("http_connection_manager without typed_config"));
         };
-        reject_if(any.type_url != HttpConnectionManager::type_url(), "http_connection_manager config type")?;
+        reject_if(
+            any.type_url != HttpConnectionManager::type_url(),
+            "http_connection_manager config type",
+        )?;
         let hcm = HttpConnectionManager::decode(any.value.as_slice())
             .map_err(|_| Unsupported("undecodable http_connection_manager"))?;
-        Ok(ChainSpec { transport, terminate_tls, hcm: HcmSpec::compile(&hcm)? })
+        Ok(ChainSpec {
+            transport,
+            terminate_tls,
+            hcm: HcmSpec::compile(&hcm)?,
+        })
     }
 }
 
@@ -149,15 +209,32 @@ impl HcmSpec {
             let router = matches!(&filter.config_type, Some(http_filter::ConfigType::TypedConfig(any)) if any.type_url == ROUTER_TYPE);
             reject_if(!router, "http filter other than router")?;
         }
-        reject_if(!hcm.access_log.is_empty(), "http_connection_manager.access_log")?;
+        reject_if(
+            !hcm.access_log.is_empty(),
+            "http_connection_manager.access_log",
+        )?;
         reject_if(hcm.tracing.is_some(), "http_connection_manager.tracing")?;
         let routes = match &hcm.route_specifier {
             Some(RouteSpecifier::Rds(rds)) => RouteSource::Rds(rds.route_config_name.clone()),
-            Some(RouteSpecifier::RouteConfig(config)) => RouteSource::Inline(Arc::new(RouteTable::compile(config)?)),
-            _ => return Err(Unsupported("route specifier other than rds or route_config")),
+            Some(RouteSpecifier::RouteConfig(config)) => {
+                RouteSource::Inline(Arc::new(RouteTable::compile(config)?))
+            }
+            _ => {
+                return Err(Unsupported(
+                    "route specifier other than rds or route_config",
+                ));
+            }
         };
-        let set_client_cert = hcm.forward_client_cert_details == ForwardClientCertDetails::SanitizeSet as i32
-            && hcm.set_current_client_cert_details.as_ref().is_some_and(|d| d.uri);
-        Ok(HcmSpec { stat_prefix: hcm.stat_prefix.clone(), routes, set_client_cert })
+        let set_client_cert = hcm.forward_client_cert_details
+            == ForwardClientCertDetails::SanitizeSet as i32
+            && hcm
+                .set_current_client_cert_details
+                .as_ref()
+                .is_some_and(|d| d.uri);
+        Ok(HcmSpec {
+            stat_prefix: hcm.stat_prefix.clone(),
+            routes,
+            set_client_cert,
+        })
     }
 }

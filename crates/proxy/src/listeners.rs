@@ -33,7 +33,10 @@ impl Drop for Running {
 
 impl Listeners {
     pub fn new(state: Weak<ProxyState>) -> Self {
-        Listeners { state, running: Mutex::default() }
+        Listeners {
+            state,
+            running: Mutex::default(),
+        }
     }
 
     /// Makes the running set equal `specs`. Binding happens before anything
@@ -42,9 +45,13 @@ impl Listeners {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let mut fresh = Vec::new();
         for spec in &specs {
-            let reusable = running.get(&spec.name).is_some_and(|r| r.address == spec.address);
+            let reusable = running
+                .get(&spec.name)
+                .is_some_and(|r| r.address == spec.address);
             if !reusable {
-                let socket = bind(spec.address).map_err(|e| format!("listener {}: cannot bind {}: {e}", spec.name, spec.address))?;
+                let socket = bind(spec.address).map_err(|e| {
+                    format!("listener {}: cannot bind {}: {e}", spec.name, spec.address)
+                })?;
                 fresh.push((spec.name.clone(), socket));
             }
         }
@@ -71,13 +78,22 @@ impl Listeners {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         running
             .values()
-            .flat_map(|r| r.spec.load().rds_names().map(str::to_string).collect::<Vec<_>>())
+            .flat_map(|r| {
+                r.spec
+                    .load()
+                    .rds_names()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
     pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.iter().map(|(name, r)| (name.clone(), r.address)).collect()
+        running
+            .iter()
+            .map(|(name, r)| (name.clone(), r.address))
+            .collect()
     }
 
     fn start(&self, socket: TcpListener, spec: ListenerSpec) -> Running {
@@ -104,7 +120,11 @@ impl Listeners {
             }
         });
         tracing::info!(%address, "listener started");
-        Running { address, spec, stop }
+        Running {
+            address,
+            spec,
+            stop,
+        }
     }
 }
 

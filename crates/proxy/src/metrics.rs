@@ -17,8 +17,8 @@ use crate::state::ProxyState;
 const UNKNOWN: &str = "unknown";
 /// Istio's default duration buckets, in milliseconds.
 const DURATION_BUCKETS: [f64; 19] = [
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
-    300000.0, 600000.0, 1800000.0, 3600000.0,
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,7 +53,12 @@ pub struct RequestOutcome {
 impl RequestOutcome {
     pub fn new(downstream: &Downstream, state: &ProxyState) -> Self {
         let node = &state.node;
-        let me = |key: &str| node.labels.get(key).cloned().unwrap_or_else(|| UNKNOWN.into());
+        let me = |key: &str| {
+            node.labels
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| UNKNOWN.into())
+        };
         let unknown = || UNKNOWN.to_string();
         let mut labels = RequestLabels {
             reporter: "source",
@@ -90,27 +95,40 @@ impl RequestOutcome {
                 labels.destination_principal = state.identity.id.to_string();
                 labels.destination_app = me("app");
                 labels.destination_version = me("version");
-                labels.connection_security_policy = if downstream.tls { "mutual_tls" } else { "none" };
+                labels.connection_security_policy =
+                    if downstream.tls { "mutual_tls" } else { "none" };
                 if let Some(id) = downstream.peer.as_ref().and_then(|p| p.identity.as_ref()) {
                     labels.source_principal = id.to_string();
                     labels.source_workload_namespace = id.namespace.clone();
                 }
             }
         }
-        RequestOutcome { labels, status: 0, flag: "-" }
+        RequestOutcome {
+            labels,
+            status: 0,
+            flag: "-",
+        }
     }
 
     /// Destination service from Istio's cluster name `DIRECTION|PORT|SUBSET|HOST`.
     pub fn set_cluster(&mut self, cluster: &Cluster) {
-        let Some(host) = cluster.spec.name.split('|').nth(3).filter(|h| !h.is_empty()) else { return };
+        let Some(host) = cluster
+            .spec
+            .name
+            .split('|')
+            .nth(3)
+            .filter(|h| !h.is_empty())
+        else {
+            return;
+        };
         let mut parts = host.split('.');
         self.labels.destination_service = host.to_string();
         self.labels.destination_service_name = parts.next().unwrap_or(UNKNOWN).to_string();
         self.labels.destination_service_namespace = parts.next().unwrap_or(UNKNOWN).to_string();
-        if self.labels.reporter == "source" {
-            if let Some(peer) = cluster.spec.tls.as_ref().and_then(|t| t.peers.first()) {
-                self.labels.destination_principal = peer.to_string();
-            }
+        if self.labels.reporter == "source"
+            && let Some(peer) = cluster.spec.tls.as_ref().and_then(|t| t.peers.first())
+        {
+            self.labels.destination_principal = peer.to_string();
         }
     }
 
@@ -119,7 +137,9 @@ impl RequestOutcome {
         if self.labels.reporter != "source" {
             return;
         }
-        let Some(workload) = &endpoint.workload else { return };
+        let Some(workload) = &endpoint.workload else {
+            return;
+        };
         let fields: Vec<&str> = workload.split(';').collect();
         if let [name, namespace, app, version, ..] = fields.as_slice() {
             self.labels.destination_workload = name.to_string();
@@ -143,9 +163,21 @@ impl Default for Metrics {
             (|| Histogram::new(DURATION_BUCKETS)) as fn() -> Histogram,
         );
         let mut registry = Registry::default();
-        registry.register("istio_requests", "Requests handled by the proxy", requests.clone());
-        registry.register("istio_request_duration_milliseconds", "Request duration", durations.clone());
-        Metrics { registry, requests, durations: durations.into() }
+        registry.register(
+            "istio_requests",
+            "Requests handled by the proxy",
+            requests.clone(),
+        );
+        registry.register(
+            "istio_request_duration_milliseconds",
+            "Request duration",
+            durations.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            durations,
+        }
     }
 }
 
@@ -154,7 +186,9 @@ impl Metrics {
         let mut labels = outcome.labels.clone();
         labels.response_code = outcome.status;
         labels.response_flags = outcome.flag;
-        self.durations.get_or_create(&labels).observe(elapsed.as_secs_f64() * 1000.0);
+        self.durations
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64() * 1000.0);
         self.requests.get_or_create(&labels).inc();
     }
 

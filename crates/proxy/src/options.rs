@@ -52,8 +52,12 @@ pub struct ProxyOptions {
 }
 
 fn parse_pair<K: std::str::FromStr, V: std::str::FromStr>(raw: &str) -> Result<(K, V), String> {
-    let (key, value) = raw.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {raw:?}"))?;
+    let (key, value) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {raw:?}"))?;
     let key = key.parse().map_err(|_| format!("invalid key in {raw:?}"))?;
-    let value = value.parse().map_err(|_| format!("invalid value in {raw:?}"))?;
+    let value = value
+        .parse()
+        .map_err(|_| format!("invalid value in {raw:?}"))?;
     Ok((key, value))
 }

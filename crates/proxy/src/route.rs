@@ -107,7 +107,10 @@ enum ValueMatch {
 #[derive(Debug)]
 pub enum RouteAction {
     Forward(Forward),
-    DirectResponse { status: http::StatusCode, body: String },
+    DirectResponse {
+        status: http::StatusCode,
+        body: String,
+    },
 }
 
 #[derive(Debug)]
@@ -130,14 +133,24 @@ impl Forward {
                 return cluster;
             }
         }
-        &self.clusters.last().expect("compiled forwards have a cluster").0
+        &self
+            .clusters
+            .last()
+            .expect("compiled forwards have a cluster")
+            .0
     }
 }
 
 impl RouteTable {
     pub fn compile(config: &xds::RouteConfiguration) -> Result<RouteTable, Unsupported> {
-        reject_if(!config.response_headers_to_add.is_empty(), "response_headers_to_add")?;
-        reject_if(!config.request_headers_to_add.is_empty(), "request_headers_to_add")?;
+        reject_if(
+            !config.response_headers_to_add.is_empty(),
+            "response_headers_to_add",
+        )?;
+        reject_if(
+            !config.request_headers_to_add.is_empty(),
+            "request_headers_to_add",
+        )?;
         let virtual_hosts = config
             .virtual_hosts
             .iter()
@@ -161,7 +174,9 @@ impl RouteTable {
         let mut best: Option<(u8, usize, &VirtualHost)> = None;
         for vhost in &self.virtual_hosts {
             for domain in &vhost.domains {
-                let Some(score) = domain.score(host) else { continue };
+                let Some(score) = domain.score(host) else {
+                    continue;
+                };
                 if best.is_none_or(|(rank, len, _)| score > (rank, len)) {
                     best = Some((score.0, score.1, vhost));
                 }
@@ -193,8 +208,12 @@ impl Domain {
     fn score(&self, host: &str) -> Option<(u8, usize)> {
         match self {
             Domain::Exact(d) => (d == host).then_some((3, d.len())),
-            Domain::Suffix(s) => (host.len() > s.len() && host.ends_with(s.as_str())).then_some((2, s.len())),
-            Domain::Prefix(p) => (host.len() > p.len() && host.starts_with(p.as_str())).then_some((1, p.len())),
+            Domain::Suffix(s) => {
+                (host.len() > s.len() && host.ends_with(s.as_str())).then_some((2, s.len()))
+            }
+            Domain::Prefix(p) => {
+                (host.len() > p.len() && host.starts_with(p.as_str())).then_some((1, p.len()))
+            }
             Domain::Any => Some((0, 0)),
         }
     }
@@ -203,30 +222,60 @@ impl Domain {
 impl VirtualHost {
     fn compile(vhost: &xds::VirtualHost) -> Result<VirtualHost, Unsupported> {
         reject_if(vhost.retry_policy.is_some(), "virtual_host.retry_policy")?;
-        reject_if(!vhost.request_headers_to_add.is_empty(), "virtual_host.request_headers_to_add")?;
+        reject_if(
+            !vhost.request_headers_to_add.is_empty(),
+            "virtual_host.request_headers_to_add",
+        )?;
         Ok(VirtualHost {
             name: vhost.name.clone(),
             domains: vhost.domains.iter().map(|d| Domain::parse(d)).collect(),
-            routes: vhost.routes.iter().map(Route::compile).collect::<Result<_, _>>()?,
+            routes: vhost
+                .routes
+                .iter()
+                .map(Route::compile)
+                .collect::<Result<_, _>>()?,
         })
     }
 }
 
 impl Route {
     fn compile(route: &xds::Route) -> Result<Route, Unsupported> {
-        reject_if(!route.request_headers_to_add.is_empty(), "route.request_headers_to_add")?;
-        reject_if(!route.response_headers_to_add.is_empty(), "route.response_headers_to_add")?;
-        let matcher = route.r#match.as_ref().ok_or(Unsupported("route without match"))?;
-        reject_if(!matcher.query_parameters.is_empty(), "route.match.query_parameters")?;
-        reject_if(matcher.runtime_fraction.is_some(), "route.match.runtime_fraction")?;
+        reject_if(
+            !route.request_headers_to_add.is_empty(),
+            "route.request_headers_to_add",
+        )?;
+        reject_if(
+            !route.response_headers_to_add.is_empty(),
+            "route.response_headers_to_add",
+        )?;
+        let matcher = route
+            .r#match
+            .as_ref()
+            .ok_or(Unsupported("route without match"))?;
+        reject_if(
+            !matcher.query_parameters.is_empty(),
+            "route.match.query_parameters",
+        )?;
+        reject_if(
+            matcher.runtime_fraction.is_some(),
+            "route.match.runtime_fraction",
+        )?;
         let case_sensitive = matcher.case_sensitive.as_ref().is_none_or(|b| b.value);
         let path = match &matcher.path_specifier {
-            Some(PathSpecifier::Prefix(p)) => PathMatch::Prefix(fold(p, case_sensitive), case_sensitive),
-            Some(PathSpecifier::Path(p)) => PathMatch::Exact(fold(p, case_sensitive), case_sensitive),
+            Some(PathSpecifier::Prefix(p)) => {
+                PathMatch::Prefix(fold(p, case_sensitive), case_sensitive)
+            }
+            Some(PathSpecifier::Path(p)) => {
+                PathMatch::Exact(fold(p, case_sensitive), case_sensitive)
+            }
             Some(PathSpecifier::SafeRegex(r)) => PathMatch::Regex(full_regex(r)?),
             _ => return Err(Unsupported("route.match path specifier")),
         };
-        let headers = matcher.headers.iter().map(HeaderMatch::compile).collect::<Result<_, _>>()?;
+        let headers = matcher
+            .headers
+            .iter()
+            .map(HeaderMatch::compile)
+            .collect::<Result<_, _>>()?;
         let action = match &route.action {
             Some(Action::Route(action)) => RouteAction::Forward(compile_forward(action)?),
             Some(Action::DirectResponse(direct)) => RouteAction::DirectResponse {
@@ -234,9 +283,18 @@ impl Route {
                     .map_err(|_| Unsupported("direct_response.status"))?,
                 body: direct_body(direct)?,
             },
-            _ => return Err(Unsupported("route action other than route or direct_response")),
+            _ => {
+                return Err(Unsupported(
+                    "route action other than route or direct_response",
+                ));
+            }
         };
-        Ok(Route { name: route.name.clone(), path, headers, action })
+        Ok(Route {
+            name: route.name.clone(),
+            path,
+            headers,
+            action,
+        })
     }
 
     fn matches(&self, request: &RequestView<'_>) -> bool {
@@ -256,7 +314,10 @@ impl Route {
 #[allow(deprecated)] // `cors` is deprecated but must still be rejected when set
 fn compile_forward(action: &xds::RouteAction) -> Result<Forward, Unsupported> {
     reject_if(action.retry_policy.is_some(), "route.retry_policy")?;
-    reject_if(!action.request_mirror_policies.is_empty(), "route.request_mirror_policies")?;
+    reject_if(
+        !action.request_mirror_policies.is_empty(),
+        "route.request_mirror_policies",
+    )?;
     reject_if(!action.hash_policy.is_empty(), "route.hash_policy")?;
     reject_if(action.cors.is_some(), "route.cors")?;
     reject_if(action.regex_rewrite.is_some(), "route.regex_rewrite")?;
@@ -269,7 +330,11 @@ fn compile_forward(action: &xds::RouteAction) -> Result<Forward, Unsupported> {
             .map(|c| (c.name.clone(), c.weight.as_ref().map_or(0, |w| w.value)))
             .filter(|(_, weight)| *weight > 0)
             .collect(),
-        _ => return Err(Unsupported("route.cluster_specifier other than cluster or weighted_clusters")),
+        _ => {
+            return Err(Unsupported(
+                "route.cluster_specifier other than cluster or weighted_clusters",
+            ));
+        }
     };
     let total_weight = clusters.iter().map(|(_, w)| w).sum();
     if total_weight == 0 {
@@ -285,7 +350,12 @@ fn compile_forward(action: &xds::RouteAction) -> Result<Forward, Unsupported> {
         None => None,
         Some(_) => return Err(Unsupported("route.host_rewrite other than a literal")),
     };
-    Ok(Forward { clusters, total_weight, timeout, host_rewrite })
+    Ok(Forward {
+        clusters,
+        total_weight,
+        timeout,
+        host_rewrite,
+    })
 }
 
 fn direct_body(direct: &xds::DirectResponseAction) -> Result<String, Unsupported> {
@@ -294,7 +364,9 @@ fn direct_body(direct: &xds::DirectResponseAction) -> Result<String, Unsupported
         None => Ok(String::new()),
         Some(Specifier::InlineString(s)) => Ok(s.clone()),
         Some(Specifier::InlineBytes(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
-        Some(_) => Err(Unsupported("direct_response body from a file or environment")),
+        Some(_) => Err(Unsupported(
+            "direct_response body from a file or environment",
+        )),
     }
 }
 
@@ -308,7 +380,8 @@ impl HeaderMatch {
             ":scheme" => HeaderSource::Scheme,
             ":path" => HeaderSource::Path,
             other => HeaderSource::Header(
-                http::HeaderName::from_bytes(other.as_bytes()).map_err(|_| Unsupported("header matcher name"))?,
+                http::HeaderName::from_bytes(other.as_bytes())
+                    .map_err(|_| Unsupported("header matcher name"))?,
             ),
         };
         let value = match &matcher.header_match_specifier {
@@ -322,7 +395,11 @@ impl HeaderMatch {
             None => ValueMatch::Present(true),
             Some(_) => return Err(Unsupported("header matcher kind")),
         };
-        Ok(HeaderMatch { name, value, invert: matcher.invert_match })
+        Ok(HeaderMatch {
+            name,
+            value,
+            invert: matcher.invert_match,
+        })
     }
 
     fn matches(&self, request: &RequestView<'_>) -> bool {
@@ -332,9 +409,13 @@ impl HeaderMatch {
             (_, None) => false,
             (ValueMatch::Exact(e, ci), Some(v)) => eq(v, e, *ci),
             (ValueMatch::Prefix(p, ci), Some(v)) => v.len() >= p.len() && eq(&v[..p.len()], p, *ci),
-            (ValueMatch::Suffix(s, ci), Some(v)) => v.len() >= s.len() && eq(&v[v.len() - s.len()..], s, *ci),
+            (ValueMatch::Suffix(s, ci), Some(v)) => {
+                v.len() >= s.len() && eq(&v[v.len() - s.len()..], s, *ci)
+            }
             (ValueMatch::Contains(c, false), Some(v)) => v.contains(c.as_str()),
-            (ValueMatch::Contains(c, true), Some(v)) => v.to_ascii_lowercase().contains(&c.to_ascii_lowercase()),
+            (ValueMatch::Contains(c, true), Some(v)) => {
+                v.to_ascii_lowercase().contains(&c.to_ascii_lowercase())
+            }
             (ValueMatch::Regex(r), Some(v)) => r.is_match(v),
         };
         matched != self.invert
@@ -342,7 +423,11 @@ impl HeaderMatch {
 }
 
 fn eq(value: &str, expected: &str, ignore_case: bool) -> bool {
-    if ignore_case { value.eq_ignore_ascii_case(expected) } else { value == expected }
+    if ignore_case {
+        value.eq_ignore_ascii_case(expected)
+    } else {
+        value == expected
+    }
 }
 
 fn string_match(m: &StringMatcher) -> Result<ValueMatch, Unsupported> {
@@ -358,7 +443,11 @@ fn string_match(m: &StringMatcher) -> Result<ValueMatch, Unsupported> {
 }
 
 fn fold(value: &str, case_sensitive: bool) -> String {
-    if case_sensitive { value.to_string() } else { value.to_ascii_lowercase() }
+    if case_sensitive {
+        value.to_string()
+    } else {
+        value.to_ascii_lowercase()
+    }
 }
 
 /// Envoy's safe_regex matches the whole value (RE2 full match).
@@ -377,7 +466,10 @@ mod tests {
         xds::Route {
             name: name.into(),
             r#match: Some(matcher),
-            action: Some(Action::Route(xds::RouteAction { cluster_specifier: Some(cluster), ..Default::default() })),
+            action: Some(Action::Route(xds::RouteAction {
+                cluster_specifier: Some(cluster),
+                ..Default::default()
+            })),
             ..Default::default()
         }
     }
@@ -397,27 +489,45 @@ mod tests {
         };
         let split = WeightedCluster {
             clusters: [("v1", 90), ("v2", 10)]
-                .map(|(name, weight)| ClusterWeight { name: name.into(), weight: Some(UInt32Value { value: weight }), ..Default::default() })
+                .map(|(name, weight)| ClusterWeight {
+                    name: name.into(),
+                    weight: Some(UInt32Value { value: weight }),
+                    ..Default::default()
+                })
                 .to_vec(),
             ..Default::default()
         };
-        let any_path = RouteMatch { path_specifier: Some(PathSpecifier::Prefix("/".into())), ..Default::default() };
+        let any_path = RouteMatch {
+            path_specifier: Some(PathSpecifier::Prefix("/".into())),
+            ..Default::default()
+        };
         let config = xds::RouteConfiguration {
             name: "http_proxy".into(),
             virtual_hosts: vec![
                 xds::VirtualHost {
                     name: "reviews".into(),
-                    domains: vec!["reviews:9080".into(), "reviews.default.svc.cluster.local:9080".into()],
+                    domains: vec![
+                        "reviews:9080".into(),
+                        "reviews.default.svc.cluster.local:9080".into(),
+                    ],
                     routes: vec![
                         route("jason", jason, ClusterSpecifier::Cluster("v2".into())),
-                        route("split", any_path.clone(), ClusterSpecifier::WeightedClusters(split)),
+                        route(
+                            "split",
+                            any_path.clone(),
+                            ClusterSpecifier::WeightedClusters(split),
+                        ),
                     ],
                     ..Default::default()
                 },
                 xds::VirtualHost {
                     name: "wild".into(),
                     domains: vec!["*.example.com".into(), "*".into()],
-                    routes: vec![route("any", any_path, ClusterSpecifier::Cluster("fallback".into()))],
+                    routes: vec![route(
+                        "any",
+                        any_path,
+                        ClusterSpecifier::Cluster("fallback".into()),
+                    )],
                     ..Default::default()
                 },
             ],
@@ -427,7 +537,13 @@ mod tests {
     }
 
     fn find<'a>(table: &'a RouteTable, authority: &str, headers: &HeaderMap) -> &'a str {
-        let view = RequestView { method: "GET", authority, scheme: "http", path: "/reviews/0?x=1", headers };
+        let view = RequestView {
+            method: "GET",
+            authority,
+            scheme: "http",
+            path: "/reviews/0?x=1",
+            headers,
+        };
         &table.find(&view).unwrap().name
     }
 
@@ -446,10 +562,20 @@ mod tests {
     #[test]
     fn weighted_pick_follows_weights() {
         let table = table();
-        let view = RequestView { method: "GET", authority: "reviews:9080", scheme: "http", path: "/", headers: &HeaderMap::new() };
-        let RouteAction::Forward(forward) = &table.find(&view).unwrap().action else { panic!("forward") };
+        let view = RequestView {
+            method: "GET",
+            authority: "reviews:9080",
+            scheme: "http",
+            path: "/",
+            headers: &HeaderMap::new(),
+        };
+        let RouteAction::Forward(forward) = &table.find(&view).unwrap().action else {
+            panic!("forward")
+        };
         assert_eq!(forward.total_weight, 100);
-        let v1 = (0..forward.total_weight).filter(|roll| forward.pick(*roll) == "v1").count();
+        let v1 = (0..forward.total_weight)
+            .filter(|roll| forward.pick(*roll) == "v1")
+            .count();
         assert_eq!(v1, 90);
     }
 
@@ -458,7 +584,10 @@ mod tests {
         let mut config = xds::RouteConfiguration::default();
         config.virtual_hosts.push(xds::VirtualHost {
             routes: vec![xds::Route {
-                r#match: Some(RouteMatch { path_specifier: Some(PathSpecifier::Prefix("/".into())), ..Default::default() }),
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(PathSpecifier::Prefix("/".into())),
+                    ..Default::default()
+                }),
                 action: Some(Action::Route(xds::RouteAction {
                     cluster_specifier: Some(ClusterSpecifier::Cluster("c".into())),
                     retry_policy: Some(Default::default()),
@@ -468,6 +597,9 @@ mod tests {
             }],
             ..Default::default()
         });
-        assert_eq!(RouteTable::compile(&config).unwrap_err(), Unsupported("route.retry_policy"));
+        assert_eq!(
+            RouteTable::compile(&config).unwrap_err(),
+            Unsupported("route.retry_policy")
+        );
     }
 }

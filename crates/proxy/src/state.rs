@@ -21,8 +21,8 @@ use crate::identity::Identity;
 use crate::listener::ListenerSpec;
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
-use trellis_xds::NodeInfo;
 use crate::route::RouteTable;
+use trellis_xds::NodeInfo;
 
 pub type ClusterMap = HashMap<String, Arc<Cluster>>;
 pub type RouteMap = HashMap<String, Arc<RouteTable>>;
@@ -62,7 +62,10 @@ impl ProxyState {
     }
 
     pub fn accepted(&self) -> BTreeMap<String, BTreeMap<String, Any>> {
-        self.accepted.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn apply_clusters(&self, resources: &[Any]) -> Result<(), String> {
@@ -80,7 +83,8 @@ impl ProxyState {
                     Some(existing) if existing.spec == spec => existing.clone(),
                     _ => {
                         let cluster = Cluster::new(spec, self.identity.clone());
-                        if let (true, Some(endpoints)) = (cluster.spec.eds, assignments.get(&name)) {
+                        if let (true, Some(endpoints)) = (cluster.spec.eds, assignments.get(&name))
+                        {
                             cluster.set_endpoints(endpoints.clone());
                         }
                         Arc::new(cluster)
@@ -98,7 +102,8 @@ impl ProxyState {
         let assignments = decode_all::<ClusterLoadAssignment>(resources)?;
         let mut compiled = HashMap::new();
         for assignment in &assignments {
-            let endpoints = endpoints_of(assignment).map_err(|e| format!("endpoints of {}: {e}", assignment.cluster_name))?;
+            let endpoints = endpoints_of(assignment)
+                .map_err(|e| format!("endpoints of {}: {e}", assignment.cluster_name))?;
             compiled.insert(assignment.cluster_name.clone(), endpoints);
         }
         let clusters = self.clusters.load();
@@ -124,7 +129,12 @@ impl ProxyState {
     fn apply_routes(&self, resources: &[Any]) -> Result<(), String> {
         let routes = decode_all::<RouteConfiguration>(resources)?
             .iter()
-            .map(|r| Ok((r.name.clone(), Arc::new(RouteTable::compile(r).map_err(|e| format!("route {}: {e}", r.name))?))))
+            .map(|r| {
+                Ok((
+                    r.name.clone(),
+                    Arc::new(RouteTable::compile(r).map_err(|e| format!("route {}: {e}", r.name))?),
+                ))
+            })
             .collect::<Result<RouteMap, String>>()?;
         self.routes.store(Arc::new(routes));
         Ok(())
@@ -140,14 +150,26 @@ impl ResourceHandler for ProxyState {
             type_url::ROUTE => self.apply_routes(resources)?,
             other => return Err(format!("resource type {other} is not supported")),
         }
-        let by_name = resources.iter().map(|a| (resource_name(type_url, a), a.clone())).collect();
-        self.accepted.lock().unwrap_or_else(|e| e.into_inner()).insert(type_url.to_string(), by_name);
+        let by_name = resources
+            .iter()
+            .map(|a| (resource_name(type_url, a), a.clone()))
+            .collect();
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(type_url.to_string(), by_name);
         Ok(())
     }
 
     fn wanted_names(&self, type_url: &str) -> Vec<String> {
         match type_url {
-            type_url::ENDPOINT => self.clusters.load().values().filter(|c| c.spec.eds).map(|c| c.spec.name.clone()).collect(),
+            type_url::ENDPOINT => self
+                .clusters
+                .load()
+                .values()
+                .filter(|c| c.spec.eds)
+                .map(|c| c.spec.name.clone())
+                .collect(),
             type_url::ROUTE => self.listeners.rds_names(),
             _ => Vec::new(),
         }
@@ -157,14 +179,19 @@ impl ResourceHandler for ProxyState {
 fn decode_all<T: Message + Default>(resources: &[Any]) -> Result<Vec<T>, String> {
     resources
         .iter()
-        .map(|any| T::decode(any.value.as_slice()).map_err(|e| format!("cannot decode {}: {e}", any.type_url)))
+        .map(|any| {
+            T::decode(any.value.as_slice())
+                .map_err(|e| format!("cannot decode {}: {e}", any.type_url))
+        })
         .collect()
 }
 
 fn resource_name(type_url: &str, any: &Any) -> String {
     let name = match type_url {
         type_url::CLUSTER => XdsCluster::decode(any.value.as_slice()).map(|c| c.name),
-        type_url::ENDPOINT => ClusterLoadAssignment::decode(any.value.as_slice()).map(|c| c.cluster_name),
+        type_url::ENDPOINT => {
+            ClusterLoadAssignment::decode(any.value.as_slice()).map(|c| c.cluster_name)
+        }
         type_url::LISTENER => XdsListener::decode(any.value.as_slice()).map(|l| l.name),
         _ => RouteConfiguration::decode(any.value.as_slice()).map(|r| r.name),
     };

@@ -21,7 +21,11 @@ pub fn upstream(socket: &TransportSocket, alpn: &'static [u8]) -> Result<Upstrea
     let context: UpstreamTlsContext = decode(socket)?;
     let common = context.common_tls_context.unwrap_or_default();
     check_mesh_certificate(&common)?;
-    Ok(UpstreamTls { sni: context.sni, peers: expected_peers(&common)?, alpn })
+    Ok(UpstreamTls {
+        sni: context.sni,
+        peers: expected_peers(&common)?,
+        alpn,
+    })
 }
 
 /// Downstream mTLS with the workload certificate; client certificates are
@@ -47,27 +51,49 @@ fn decode<T: Message + Name + Default>(socket: &TransportSocket) -> Result<T, Un
 }
 
 fn check_mesh_certificate(common: &CommonTlsContext) -> Result<(), Unsupported> {
-    reject_if(!common.tls_certificates.is_empty(), "inline TLS certificates")?;
-    let names: Vec<&str> = common.tls_certificate_sds_secret_configs.iter().map(|s| s.name.as_str()).collect();
-    reject_if(names != [WORKLOAD_SECRET], "TLS certificate other than SDS `default`")
+    reject_if(
+        !common.tls_certificates.is_empty(),
+        "inline TLS certificates",
+    )?;
+    let names: Vec<&str> = common
+        .tls_certificate_sds_secret_configs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    reject_if(
+        names != [WORKLOAD_SECRET],
+        "TLS certificate other than SDS `default`",
+    )
 }
 
 fn expected_peers(common: &CommonTlsContext) -> Result<Vec<SpiffeId>, Unsupported> {
     let (validation, root) = match &common.validation_context_type {
         Some(ValidationContextType::CombinedValidationContext(combined)) => (
-            combined.default_validation_context.clone().unwrap_or_default(),
+            combined
+                .default_validation_context
+                .clone()
+                .unwrap_or_default(),
             combined.validation_context_sds_secret_config.as_ref(),
         ),
-        Some(ValidationContextType::ValidationContextSdsSecretConfig(root)) => (Default::default(), Some(root)),
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(root)) => {
+            (Default::default(), Some(root))
+        }
         _ => return Err(Unsupported("validation context other than SDS `ROOTCA`")),
     };
-    reject_if(root.map(|r: &SdsSecretConfig| r.name.as_str()) != Some(ROOT_SECRET), "validation context other than SDS `ROOTCA`")?;
+    reject_if(
+        root.map(|r: &SdsSecretConfig| r.name.as_str()) != Some(ROOT_SECRET),
+        "validation context other than SDS `ROOTCA`",
+    )?;
     validation
         .match_typed_subject_alt_names
         .iter()
-        .map(|san| match san.matcher.as_ref().and_then(|m| m.match_pattern.as_ref()) {
-            Some(MatchPattern::Exact(uri)) => uri.parse().map_err(|_| Unsupported("SAN matcher that is not a SPIFFE ID")),
-            _ => Err(Unsupported("SAN matcher other than exact")),
-        })
+        .map(
+            |san| match san.matcher.as_ref().and_then(|m| m.match_pattern.as_ref()) {
+                Some(MatchPattern::Exact(uri)) => uri
+                    .parse()
+                    .map_err(|_| Unsupported("SAN matcher that is not a SPIFFE ID")),
+                _ => Err(Unsupported("SAN matcher other than exact")),
+            },
+        )
         .collect()
 }

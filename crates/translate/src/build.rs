@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, SocketAddress, TransportSocket, address, socket_address::PortSpecifier, transport_socket,
+    Address, SocketAddress, TransportSocket, address, socket_address::PortSpecifier,
+    transport_socket,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -42,7 +43,9 @@ pub fn uint32(value: u32) -> UInt32Value {
 pub fn router_filter() -> HttpFilter {
     HttpFilter {
         name: "envoy.filters.http.router".into(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+            Router::default(),
+        ))),
         ..Default::default()
     }
 }
@@ -68,7 +71,10 @@ pub fn mesh_tls_context(peer_ids: &[String], alpn: &[&str]) -> CommonTlsContext 
             ..Default::default()
         })
         .collect();
-    let sds = |name: &str| SdsSecretConfig { name: name.into(), ..Default::default() };
+    let sds = |name: &str| SdsSecretConfig {
+        name: name.into(),
+        ..Default::default()
+    };
     CommonTlsContext {
         tls_certificate_sds_secret_configs: vec![sds("default")],
         validation_context_type: Some(ValidationContextType::CombinedValidationContext(

@@ -8,7 +8,9 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy,
 };
-use envoy_types::pb::envoy::config::core::v3::{AggregatedConfigSource, ConfigSource, config_source};
+use envoy_types::pb::envoy::config::core::v3::{
+    AggregatedConfigSource, ConfigSource, config_source,
+};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use trellis_api::{DestinationRule, Resource, TlsMode};
 use trellis_config::{MeshService, MeshServicePort, Snapshot};
@@ -38,12 +40,22 @@ pub fn outbound(snapshot: &Snapshot) -> Vec<OutboundCluster> {
         for port in &service.ports {
             let mut subsets = vec![(String::new(), BTreeMap::new())];
             if let Some(rule) = rule {
-                subsets.extend(rule.spec.subsets.iter().map(|s| (s.name.clone(), s.labels.clone())));
+                subsets.extend(
+                    rule.spec
+                        .subsets
+                        .iter()
+                        .map(|s| (s.name.clone(), s.labels.clone())),
+                );
             }
             for (subset, labels) in subsets {
                 let mtls = mtls_enabled(rule, &subset);
                 clusters.push(OutboundCluster {
-                    cluster: eds_cluster(service, port.port, &subset, mtls.then_some(peers.as_slice())),
+                    cluster: eds_cluster(
+                        service,
+                        port.port,
+                        &subset,
+                        mtls.then_some(peers.as_slice()),
+                    ),
                     service: service.clone(),
                     port: port.clone(),
                     subset_labels: labels,
@@ -56,7 +68,10 @@ pub fn outbound(snapshot: &Snapshot) -> Vec<OutboundCluster> {
 
 /// The DestinationRule for a service (the first by name, as Istio picks the
 /// oldest when several apply).
-pub fn destination_rule<'a>(snapshot: &'a Snapshot, service: &MeshService) -> Option<&'a Resource<DestinationRule>> {
+pub fn destination_rule<'a>(
+    snapshot: &'a Snapshot,
+    service: &MeshService,
+) -> Option<&'a Resource<DestinationRule>> {
     snapshot.destination_rules().find(|rule| {
         snapshot
             .registry
@@ -69,10 +84,18 @@ pub fn destination_rule<'a>(snapshot: &'a Snapshot, service: &MeshService) -> Op
 /// policy) sets TLS mode DISABLE.
 fn mtls_enabled(rule: Option<&Resource<DestinationRule>>, subset: &str) -> bool {
     let Some(rule) = rule else { return true };
-    let subset_policy = rule.spec.subsets.iter().find(|s| s.name == subset).and_then(|s| s.traffic_policy.as_ref());
-    let tls = subset_policy
-        .and_then(|p| p.tls.as_ref())
-        .or_else(|| rule.spec.traffic_policy.as_ref().and_then(|p| p.tls.as_ref()));
+    let subset_policy = rule
+        .spec
+        .subsets
+        .iter()
+        .find(|s| s.name == subset)
+        .and_then(|s| s.traffic_policy.as_ref());
+    let tls = subset_policy.and_then(|p| p.tls.as_ref()).or_else(|| {
+        rule.spec
+            .traffic_policy
+            .as_ref()
+            .and_then(|p| p.tls.as_ref())
+    });
     tls.is_none_or(|tls| tls.mode != TlsMode::Disable)
 }
 
@@ -82,14 +105,24 @@ fn peer_identities(snapshot: &Snapshot, service: &MeshService) -> Vec<String> {
         .ports
         .iter()
         .flat_map(|port| snapshot.registry.endpoints(service, port))
-        .map(|e| format!("spiffe://cluster.local/ns/{}/sa/{}", e.namespace, e.service_account))
+        .map(|e| {
+            format!(
+                "spiffe://cluster.local/ns/{}/sa/{}",
+                e.namespace, e.service_account
+            )
+        })
         .collect();
     ids.sort();
     ids.dedup();
     ids
 }
 
-fn eds_cluster(service: &MeshService, port: u16, subset: &str, mtls_peers: Option<&[String]>) -> Cluster {
+fn eds_cluster(
+    service: &MeshService,
+    port: u16,
+    subset: &str,
+    mtls_peers: Option<&[String]>,
+) -> Cluster {
     let name = outbound_cluster_name(port, subset, &service.hostname);
     let transport_socket = mtls_peers.map(|peers| {
         tls_socket(UpstreamTlsContext {
@@ -114,7 +147,9 @@ fn eds_cluster(service: &MeshService, port: u16, subset: &str, mtls_peers: Optio
 
 pub fn ads_config_source() -> ConfigSource {
     ConfigSource {
-        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
         resource_api_version: 2, // V3
         ..Default::default()
     }

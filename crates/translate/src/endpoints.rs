@@ -11,7 +11,10 @@ use trellis_config::{MeshEndpoint, Snapshot};
 use crate::build::{socket_address, uint32};
 use crate::clusters::OutboundCluster;
 
-pub fn for_clusters(snapshot: &Snapshot, clusters: &[OutboundCluster]) -> Vec<ClusterLoadAssignment> {
+pub fn for_clusters(
+    snapshot: &Snapshot,
+    clusters: &[OutboundCluster],
+) -> Vec<ClusterLoadAssignment> {
     clusters
         .iter()
         .map(|outbound| {
@@ -19,7 +22,12 @@ pub fn for_clusters(snapshot: &Snapshot, clusters: &[OutboundCluster]) -> Vec<Cl
                 .registry
                 .endpoints(&outbound.service, &outbound.port)
                 .iter()
-                .filter(|e| outbound.subset_labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+                .filter(|e| {
+                    outbound
+                        .subset_labels
+                        .iter()
+                        .all(|(k, v)| e.labels.get(k) == Some(v))
+                })
                 .map(lb_endpoint)
                 .collect();
             ClusterLoadAssignment {
@@ -46,11 +54,20 @@ fn lb_endpoint(endpoint: &MeshEndpoint) -> LbEndpoint {
         label("version")
     );
     let istio = Struct {
-        fields: [("workload".to_string(), Value { kind: Some(Kind::StringValue(workload)) })].into(),
+        fields: [(
+            "workload".to_string(),
+            Value {
+                kind: Some(Kind::StringValue(workload)),
+            },
+        )]
+        .into(),
     };
     LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-            address: Some(socket_address(endpoint.address.ip(), endpoint.address.port())),
+            address: Some(socket_address(
+                endpoint.address.ip(),
+                endpoint.address.port(),
+            )),
             ..Default::default()
         })),
         metadata: Some(Metadata {

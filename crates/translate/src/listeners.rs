@@ -8,15 +8,19 @@ use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+};
 use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route::Action, route_action::ClusterSpecifier,
-    route_match::PathSpecifier,
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route::Action,
+    route_action::ClusterSpecifier, route_match::PathSpecifier,
 };
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, Rds,
-    http_connection_manager::{CodecType, ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails},
+    http_connection_manager::{
+        CodecType, ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails,
+    },
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 use envoy_types::pb::google::protobuf::BoolValue;
@@ -55,7 +59,10 @@ pub fn outbound(node: &NodeInfo) -> Vec<Listener> {
     vec![Listener {
         name: VIRTUAL_OUTBOUND.into(),
         address: Some(socket_address(node.ip, node.outbound_port)),
-        filter_chains: vec![FilterChain { filters: vec![hcm_filter(hcm)], ..Default::default() }],
+        filter_chains: vec![FilterChain {
+            filters: vec![hcm_filter(hcm)],
+            ..Default::default()
+        }],
         traffic_direction: TrafficDirection::Outbound as i32,
         ..Default::default()
     }]
@@ -63,11 +70,18 @@ pub fn outbound(node: &NodeInfo) -> Vec<Listener> {
 
 /// A listener per port the sidecar owns, and the cluster to the app behind it.
 pub fn inbound(snapshot: &Snapshot, node: &NodeInfo) -> Inbound {
-    let mut inbound = Inbound { listeners: Vec::new(), clusters: Vec::new() };
+    let mut inbound = Inbound {
+        listeners: Vec::new(),
+        clusters: Vec::new(),
+    };
     for (&port, &app_port) in &node.app_ports {
         let cluster_name = inbound_cluster_name(port, &serving_host(snapshot, node, port));
-        inbound.clusters.push(app_cluster(&cluster_name, node, app_port));
-        inbound.listeners.push(inbound_listener(node, port, &cluster_name));
+        inbound
+            .clusters
+            .push(app_cluster(&cluster_name, node, app_port));
+        inbound
+            .listeners
+            .push(inbound_listener(node, port, &cluster_name));
     }
     inbound
 }
@@ -78,7 +92,13 @@ fn serving_host(snapshot: &Snapshot, node: &NodeInfo, port: u16) -> String {
     let mut hosts = snapshot.registry.services().iter().filter(|service| {
         service.namespace == node.namespace
             && service.selects(&node.labels)
-            && service.ports.iter().any(|p| snapshot.registry.endpoints(service, p).iter().any(|e| e.address.ip() == node.ip && e.address.port() == port))
+            && service.ports.iter().any(|p| {
+                snapshot
+                    .registry
+                    .endpoints(service, p)
+                    .iter()
+                    .any(|e| e.address.ip() == node.ip && e.address.port() == port)
+            })
     });
     match (hosts.next(), hosts.next()) {
         (Some(service), None) => service.hostname.clone(),
@@ -100,7 +120,10 @@ fn app_cluster(name: &str, node: &NodeInfo, app_port: u16) -> Cluster {
         connect_timeout: Some(duration(std::time::Duration::from_secs(10))),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name.into(),
-            endpoints: vec![LocalityLbEndpoints { lb_endpoints: vec![endpoint], ..Default::default() }],
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![endpoint],
+                ..Default::default()
+            }],
             ..Default::default()
         }),
         ..Default::default()
@@ -114,7 +137,10 @@ fn inbound_listener(node: &NodeInfo, port: u16, cluster: &str) -> Listener {
         ..Default::default()
     });
     let chain = |transport: &str, socket| FilterChain {
-        filter_chain_match: Some(FilterChainMatch { transport_protocol: transport.into(), ..Default::default() }),
+        filter_chain_match: Some(FilterChainMatch {
+            transport_protocol: transport.into(),
+            ..Default::default()
+        }),
         filters: vec![hcm_filter(inbound_hcm(port, cluster))],
         transport_socket: socket,
         ..Default::default()
@@ -125,7 +151,9 @@ fn inbound_listener(node: &NodeInfo, port: u16, cluster: &str) -> Listener {
         filter_chains: vec![chain("tls", Some(tls)), chain("raw_buffer", None)],
         listener_filters: vec![ListenerFilter {
             name: "envoy.filters.listener.tls_inspector".into(),
-            config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(TlsInspector::default()))),
+            config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+                TlsInspector::default(),
+            ))),
             ..Default::default()
         }],
         traffic_direction: TrafficDirection::Inbound as i32,
@@ -136,7 +164,10 @@ fn inbound_listener(node: &NodeInfo, port: u16, cluster: &str) -> Listener {
 fn inbound_hcm(port: u16, cluster: &str) -> HttpConnectionManager {
     let route = Route {
         name: "default".into(),
-        r#match: Some(RouteMatch { path_specifier: Some(PathSpecifier::Prefix("/".into())), ..Default::default() }),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(PathSpecifier::Prefix("/".into())),
+            ..Default::default()
+        }),
         action: Some(Action::Route(RouteAction {
             cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.into())),
             timeout: Some(duration(std::time::Duration::ZERO)),
@@ -160,7 +191,10 @@ fn inbound_hcm(port: u16, cluster: &str) -> HttpConnectionManager {
         })),
         http_filters: vec![router_filter()],
         forward_client_cert_details: ForwardClientCertDetails::SanitizeSet as i32,
-        set_current_client_cert_details: Some(SetCurrentClientCertDetails { uri: true, ..Default::default() }),
+        set_current_client_cert_details: Some(SetCurrentClientCertDetails {
+            uri: true,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

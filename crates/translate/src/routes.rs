@@ -3,11 +3,13 @@
 //! without one, send everything to the whole Service.
 
 use envoy_types::pb::envoy::config::route::v3::{
-    HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
-    header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
-    route_match::PathSpecifier, weighted_cluster::ClusterWeight,
+    HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    WeightedCluster, header_matcher::HeaderMatchSpecifier, route::Action,
+    route_action::ClusterSpecifier, route_match::PathSpecifier, weighted_cluster::ClusterWeight,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher::MatchPattern};
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    RegexMatcher, StringMatcher, string_matcher::MatchPattern,
+};
 use envoy_types::pb::google::protobuf::BoolValue;
 use trellis_api::{HttpMatchRequest, HttpRoute, Resource, StringMatch, VirtualService};
 use trellis_config::{MeshService, MeshServicePort, Protocol, Snapshot};
@@ -34,10 +36,18 @@ pub fn http_proxy(snapshot: &Snapshot, node: &NodeInfo) -> RouteConfiguration {
 }
 
 fn is_http(port: &MeshServicePort) -> bool {
-    matches!(port.protocol, Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::Unknown)
+    matches!(
+        port.protocol,
+        Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::Unknown
+    )
 }
 
-fn virtual_host(snapshot: &Snapshot, node: &NodeInfo, service: &MeshService, port: &MeshServicePort) -> VirtualHost {
+fn virtual_host(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    service: &MeshService,
+    port: &MeshServicePort,
+) -> VirtualHost {
     let routes = match virtual_service_for(snapshot, service) {
         Some(vs) => vs
             .spec
@@ -71,7 +81,10 @@ fn domains(service: &MeshService, port: u16) -> Vec<String> {
 }
 
 /// The VirtualService that routes this host (the first by namespace and name).
-fn virtual_service_for<'a>(snapshot: &'a Snapshot, service: &MeshService) -> Option<&'a Resource<VirtualService>> {
+fn virtual_service_for<'a>(
+    snapshot: &'a Snapshot,
+    service: &MeshService,
+) -> Option<&'a Resource<VirtualService>> {
     snapshot.virtual_services().find(|vs| {
         vs.spec.gateways.iter().all(|g| g == "mesh")
             && vs.spec.hosts.iter().any(|host| {
@@ -88,7 +101,11 @@ fn default_route(service: &MeshService, port: u16) -> Route {
         name: "default".into(),
         r#match: Some(prefix_match("/")),
         action: Some(Action::Route(RouteAction {
-            cluster_specifier: Some(ClusterSpecifier::Cluster(outbound_cluster_name(port, "", &service.hostname))),
+            cluster_specifier: Some(ClusterSpecifier::Cluster(outbound_cluster_name(
+                port,
+                "",
+                &service.hostname,
+            ))),
             timeout: Some(duration(std::time::Duration::ZERO)),
             ..Default::default()
         })),
@@ -98,7 +115,14 @@ fn default_route(service: &MeshService, port: u16) -> Route {
 
 /// One Envoy route per match condition of a rule (Istio ORs them), all
 /// with the rule's action; a rule without matches catches everything.
-fn envoy_routes(snapshot: &Snapshot, node: &NodeInfo, vs: &Resource<VirtualService>, rule: &HttpRoute, service: &MeshService, port: u16) -> Vec<Route> {
+fn envoy_routes(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    vs: &Resource<VirtualService>,
+    rule: &HttpRoute,
+    service: &MeshService,
+    port: u16,
+) -> Vec<Route> {
     let Some(action) = route_action(snapshot, vs, rule, service, port) else {
         return Vec::new();
     };
@@ -106,31 +130,55 @@ fn envoy_routes(snapshot: &Snapshot, node: &NodeInfo, vs: &Resource<VirtualServi
     let matches: Vec<RouteMatch> = if rule.r#match.is_empty() {
         vec![prefix_match("/")]
     } else {
-        rule.r#match.iter().filter(|m| applies(m, node, port)).map(route_match).collect()
+        rule.r#match
+            .iter()
+            .filter(|m| applies(m, node, port))
+            .map(route_match)
+            .collect()
     };
     matches
         .into_iter()
-        .map(|m| Route { name: name.clone(), r#match: Some(m), action: Some(Action::Route(action.clone())), ..Default::default() })
+        .map(|m| Route {
+            name: name.clone(),
+            r#match: Some(m),
+            action: Some(Action::Route(action.clone())),
+            ..Default::default()
+        })
         .collect()
 }
 
 /// Conditions decided at translation time: the port and the caller's labels.
 fn applies(m: &HttpMatchRequest, node: &NodeInfo, port: u16) -> bool {
     m.port.is_none_or(|p| p == u32::from(port))
-        && m.source_labels.iter().all(|(k, v)| node.labels.get(k) == Some(v))
-        && m.source_namespace.as_ref().is_none_or(|ns| *ns == node.namespace)
+        && m.source_labels
+            .iter()
+            .all(|(k, v)| node.labels.get(k) == Some(v))
+        && m.source_namespace
+            .as_ref()
+            .is_none_or(|ns| *ns == node.namespace)
 }
 
-fn route_action(snapshot: &Snapshot, vs: &Resource<VirtualService>, rule: &HttpRoute, service: &MeshService, port: u16) -> Option<RouteAction> {
+fn route_action(
+    snapshot: &Snapshot,
+    vs: &Resource<VirtualService>,
+    rule: &HttpRoute,
+    service: &MeshService,
+    port: u16,
+) -> Option<RouteAction> {
     if rule.route.is_empty() {
-        tracing::warn!(virtual_service = vs.name(), "HTTP rules without `route` (redirect, direct response, delegate) are not translated yet");
+        tracing::warn!(
+            virtual_service = vs.name(),
+            "HTTP rules without `route` (redirect, direct response, delegate) are not translated yet"
+        );
         return None;
     }
     let clusters: Vec<ClusterWeight> = rule
         .route
         .iter()
         .filter_map(|destination| {
-            let target = snapshot.registry.service_by_host(&destination.destination.host, vs.namespace())?;
+            let target = snapshot
+                .registry
+                .service_by_host(&destination.destination.host, vs.namespace())?;
             let target_port = destination
                 .destination
                 .port
@@ -138,7 +186,11 @@ fn route_action(snapshot: &Snapshot, vs: &Resource<VirtualService>, rule: &HttpR
                 .or_else(|| (target.ports.len() == 1).then(|| target.ports[0].port))
                 .unwrap_or(port);
             let subset = destination.destination.subset.as_deref().unwrap_or("");
-            let weight = if rule.route.len() == 1 { 100 } else { destination.weight.max(0) as u32 };
+            let weight = if rule.route.len() == 1 {
+                100
+            } else {
+                destination.weight.max(0) as u32
+            };
             Some(ClusterWeight {
                 name: outbound_cluster_name(target_port, subset, &target.hostname),
                 weight: Some(uint32(weight)),
@@ -151,29 +203,58 @@ fn route_action(snapshot: &Snapshot, vs: &Resource<VirtualService>, rule: &HttpR
         tracing::warn!(virtual_service = vs.name(), host = %service.hostname, "no destination of the rule is a known service");
         return None;
     }
-    let timeout = rule.timeout.as_deref().and_then(|t| trellis_api::parse_duration(t).ok()).unwrap_or_default();
+    let timeout = rule
+        .timeout
+        .as_deref()
+        .and_then(|t| trellis_api::parse_duration(t).ok())
+        .unwrap_or_default();
     let cluster_specifier = if clusters.len() == 1 {
         ClusterSpecifier::Cluster(clusters[0].name.clone())
     } else {
-        ClusterSpecifier::WeightedClusters(WeightedCluster { clusters, ..Default::default() })
+        ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters,
+            ..Default::default()
+        })
     };
-    Some(RouteAction { cluster_specifier: Some(cluster_specifier), timeout: Some(duration(timeout)), ..Default::default() })
+    Some(RouteAction {
+        cluster_specifier: Some(cluster_specifier),
+        timeout: Some(duration(timeout)),
+        ..Default::default()
+    })
 }
 
 fn prefix_match(prefix: &str) -> RouteMatch {
-    RouteMatch { path_specifier: Some(PathSpecifier::Prefix(prefix.into())), ..Default::default() }
+    RouteMatch {
+        path_specifier: Some(PathSpecifier::Prefix(prefix.into())),
+        ..Default::default()
+    }
 }
 
 fn route_match(m: &HttpMatchRequest) -> RouteMatch {
     let path_specifier = match &m.uri {
         Some(StringMatch::Exact(path)) => PathSpecifier::Path(path.clone()),
         Some(StringMatch::Prefix(prefix)) => PathSpecifier::Prefix(prefix.clone()),
-        Some(StringMatch::Regex(regex)) => PathSpecifier::SafeRegex(RegexMatcher { regex: regex.clone(), ..Default::default() }),
+        Some(StringMatch::Regex(regex)) => PathSpecifier::SafeRegex(RegexMatcher {
+            regex: regex.clone(),
+            ..Default::default()
+        }),
         Some(StringMatch::Present) | None => PathSpecifier::Prefix("/".into()),
     };
-    let mut headers: Vec<HeaderMatcher> = m.headers.iter().map(|(name, value)| header_matcher(name, value, false)).collect();
-    headers.extend(m.without_headers.iter().map(|(name, value)| header_matcher(name, value, true)));
-    for (pseudo, value) in [(":method", &m.method), (":authority", &m.authority), (":scheme", &m.scheme)] {
+    let mut headers: Vec<HeaderMatcher> = m
+        .headers
+        .iter()
+        .map(|(name, value)| header_matcher(name, value, false))
+        .collect();
+    headers.extend(
+        m.without_headers
+            .iter()
+            .map(|(name, value)| header_matcher(name, value, true)),
+    );
+    for (pseudo, value) in [
+        (":method", &m.method),
+        (":authority", &m.authority),
+        (":scheme", &m.scheme),
+    ] {
         if let Some(value) = value {
             headers.push(header_matcher(pseudo, value, false));
         }
@@ -190,7 +271,10 @@ fn header_matcher(name: &str, value: &StringMatch, invert: bool) -> HeaderMatche
     let pattern = match value {
         StringMatch::Exact(v) => MatchPattern::Exact(v.clone()),
         StringMatch::Prefix(v) => MatchPattern::Prefix(v.clone()),
-        StringMatch::Regex(v) => MatchPattern::SafeRegex(RegexMatcher { regex: v.clone(), ..Default::default() }),
+        StringMatch::Regex(v) => MatchPattern::SafeRegex(RegexMatcher {
+            regex: v.clone(),
+            ..Default::default()
+        }),
         StringMatch::Present => {
             return HeaderMatcher {
                 name: name.to_ascii_lowercase(),
@@ -202,7 +286,10 @@ fn header_matcher(name: &str, value: &StringMatch, invert: bool) -> HeaderMatche
     };
     HeaderMatcher {
         name: name.to_ascii_lowercase(),
-        header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher { match_pattern: Some(pattern), ..Default::default() })),
+        header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
+            match_pattern: Some(pattern),
+            ..Default::default()
+        })),
         invert_match: invert,
         ..Default::default()
     }

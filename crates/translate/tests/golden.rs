@@ -17,7 +17,11 @@ fn samples() -> PathBuf {
 /// given networking files.
 fn snapshot(networking: &[&str]) -> Snapshot {
     let mut files = vec![samples().join("platform/bookinfo.yaml")];
-    files.extend(networking.iter().map(|f| samples().join("networking").join(f)));
+    files.extend(
+        networking
+            .iter()
+            .map(|f| samples().join("networking").join(f)),
+    );
     let mut resources = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
@@ -27,7 +31,12 @@ fn snapshot(networking: &[&str]) -> Snapshot {
     }
     let entries = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/workload-entries.yaml");
     let text = std::fs::read_to_string(&entries).unwrap();
-    resources.extend(trellis_api::parse_yaml(&entries, &text).resources.into_iter().map(Arc::new));
+    resources.extend(
+        trellis_api::parse_yaml(&entries, &text)
+            .resources
+            .into_iter()
+            .map(Arc::new),
+    );
     Snapshot::new(1, resources)
 }
 
@@ -39,7 +48,11 @@ fn sidecar(workload: &str, ip: &str, app: &str, version: &str, account: &str) ->
         namespace: "default".into(),
         service_account: account.into(),
         workload_name: workload.into(),
-        labels: [("app".to_string(), app.to_string()), ("version".to_string(), version.to_string())].into(),
+        labels: [
+            ("app".to_string(), app.to_string()),
+            ("version".to_string(), version.to_string()),
+        ]
+        .into(),
         interception: Interception::None,
         app_ports: [(9080, 20000)].into(),
         outbound_port: 15001,
@@ -52,40 +65,86 @@ fn as_json(resources: &trellis_xds::ProxyResources) -> String {
         .by_type
         .iter()
         .map(|(type_url, typed)| {
-            let items = typed.by_name.values().map(|any| json::any_to_json(any).unwrap()).collect();
-            (type_url.rsplit('.').next().unwrap().to_string(), serde_json::Value::Array(items))
+            let items = typed
+                .by_name
+                .values()
+                .map(|any| json::any_to_json(any).unwrap())
+                .collect();
+            (
+                type_url.rsplit('.').next().unwrap().to_string(),
+                serde_json::Value::Array(items),
+            )
         })
         .collect();
     serde_json::to_string_pretty(&dump).unwrap() + "\n"
 }
 
 fn check(name: &str, actual: String) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(format!("{name}.json"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(format!("{name}.json"));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &actual).unwrap();
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(expected == actual, "{} differs from the translation; rerun with UPDATE_GOLDEN=1 and review the diff", path.display());
+    assert!(
+        expected == actual,
+        "{} differs from the translation; rerun with UPDATE_GOLDEN=1 and review the diff",
+        path.display()
+    );
 }
 
 #[test]
 fn productpage_with_reviews_90_10() {
-    let snapshot = snapshot(&["destination-rule-all.yaml", "virtual-service-reviews-90-10.yaml"]);
-    let node = sidecar("productpage-v1", "127.10.0.5", "productpage", "v1", "bookinfo-productpage");
-    check("productpage-reviews-90-10", as_json(&trellis_translate::translate(&snapshot, &node)));
+    let snapshot = snapshot(&[
+        "destination-rule-all.yaml",
+        "virtual-service-reviews-90-10.yaml",
+    ]);
+    let node = sidecar(
+        "productpage-v1",
+        "127.10.0.5",
+        "productpage",
+        "v1",
+        "bookinfo-productpage",
+    );
+    check(
+        "productpage-reviews-90-10",
+        as_json(&trellis_translate::translate(&snapshot, &node)),
+    );
 }
 
 #[test]
 fn reviews_v2_with_jason_header_route() {
-    let snapshot = snapshot(&["destination-rule-all.yaml", "virtual-service-reviews-jason-v2-v3.yaml"]);
-    let node = sidecar("reviews-v2", "127.10.0.3", "reviews", "v2", "bookinfo-reviews");
-    check("reviews-v2-jason-v2-v3", as_json(&trellis_translate::translate(&snapshot, &node)));
+    let snapshot = snapshot(&[
+        "destination-rule-all.yaml",
+        "virtual-service-reviews-jason-v2-v3.yaml",
+    ]);
+    let node = sidecar(
+        "reviews-v2",
+        "127.10.0.3",
+        "reviews",
+        "v2",
+        "bookinfo-reviews",
+    );
+    check(
+        "reviews-v2-jason-v2-v3",
+        as_json(&trellis_translate::translate(&snapshot, &node)),
+    );
 }
 
 #[test]
 fn translation_is_deterministic() {
-    let snapshot = snapshot(&["destination-rule-all.yaml", "virtual-service-reviews-90-10.yaml"]);
-    let node = sidecar("productpage-v1", "127.10.0.5", "productpage", "v1", "bookinfo-productpage");
+    let snapshot = snapshot(&[
+        "destination-rule-all.yaml",
+        "virtual-service-reviews-90-10.yaml",
+    ]);
+    let node = sidecar(
+        "productpage-v1",
+        "127.10.0.5",
+        "productpage",
+        "v1",
+        "bookinfo-productpage",
+    );
     let first = trellis_translate::translate(&snapshot, &node).encode();
     let second = trellis_translate::translate(&snapshot, &node).encode();
     assert_eq!(first, second);

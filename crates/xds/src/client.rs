@@ -79,12 +79,26 @@ impl AdsClient {
         let (requests, outbound) = mpsc::channel(16);
         for type_url in [type_url::CLUSTER, type_url::LISTENER] {
             let resume = self.accepted.get(type_url).cloned().unwrap_or_default();
-            send(&requests, self.request(type_url, &resume.version, "", Vec::new())).await?;
+            send(
+                &requests,
+                self.request(type_url, &resume.version, "", Vec::new()),
+            )
+            .await?;
         }
         for type_url in DEPENDENT_TYPES {
             if let Some(state) = self.accepted.get(type_url).cloned() {
-                self.accepted.insert(type_url, TypeState { nonce: String::new(), ..state.clone() });
-                send(&requests, self.request(type_url, &state.version, "", state.names)).await?;
+                self.accepted.insert(
+                    type_url,
+                    TypeState {
+                        nonce: String::new(),
+                        ..state.clone()
+                    },
+                );
+                send(
+                    &requests,
+                    self.request(type_url, &state.version, "", state.names),
+                )
+                .await?;
             }
         }
         let mut client = AggregatedDiscoveryServiceClient::new(self.channel.clone())
@@ -104,10 +118,20 @@ impl AdsClient {
         Ok(())
     }
 
-    fn on_response(&mut self, handler: &dyn ResourceHandler, response: DiscoveryResponse) -> DiscoveryRequest {
-        let Some(type_url) = type_url::PUSH_ORDER.into_iter().find(|t| *t == response.type_url) else {
+    fn on_response(
+        &mut self,
+        handler: &dyn ResourceHandler,
+        response: DiscoveryResponse,
+    ) -> DiscoveryRequest {
+        let Some(type_url) = type_url::PUSH_ORDER
+            .into_iter()
+            .find(|t| *t == response.type_url)
+        else {
             let mut nack = self.request(&response.type_url, "", &response.nonce, Vec::new());
-            nack.error_detail = Some(invalid(format!("type {} is not supported", response.type_url)));
+            nack.error_detail = Some(invalid(format!(
+                "type {} is not supported",
+                response.type_url
+            )));
             return nack;
         };
         let state = self.accepted.entry(type_url).or_default();
@@ -147,7 +171,13 @@ impl AdsClient {
         requests
     }
 
-    fn request(&self, type_url: &str, version: &str, nonce: &str, names: Vec<String>) -> DiscoveryRequest {
+    fn request(
+        &self,
+        type_url: &str,
+        version: &str,
+        nonce: &str,
+        names: Vec<String>,
+    ) -> DiscoveryRequest {
         DiscoveryRequest {
             version_info: version.to_string(),
             node: Some(self.node.clone()),
@@ -167,7 +197,10 @@ fn invalid(message: String) -> RpcStatus {
     }
 }
 
-async fn send(requests: &mpsc::Sender<DiscoveryRequest>, request: DiscoveryRequest) -> Result<(), tonic::Status> {
+async fn send(
+    requests: &mpsc::Sender<DiscoveryRequest>,
+    request: DiscoveryRequest,
+) -> Result<(), tonic::Status> {
     requests
         .send(request)
         .await

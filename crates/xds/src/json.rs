@@ -61,8 +61,8 @@ pub fn message_to_json<T: prost::Message + prost::Name + Clone>(
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
     use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket::ConfigType};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 
     #[test]
     fn prints_nested_any_with_field_names() {
@@ -79,8 +79,14 @@ mod tests {
             ..Default::default()
         };
         let json = message_to_json(&cluster).unwrap();
-        assert_eq!(json["@type"], "type.googleapis.com/envoy.config.cluster.v3.Cluster");
-        assert_eq!(json["name"], "outbound|9080|v1|reviews.default.svc.cluster.local");
+        assert_eq!(
+            json["@type"],
+            "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+        );
+        assert_eq!(
+            json["name"],
+            "outbound|9080|v1|reviews.default.svc.cluster.local"
+        );
         assert_eq!(
             json["transportSocket"]["typedConfig"]["sni"],
             "outbound_.9080_.v1_.reviews.default.svc.cluster.local"

@@ -79,7 +79,10 @@ impl NodeInfo {
             fields.insert(key.to_string(), Value { kind: Some(kind) });
         };
         put(NAMESPACE, Kind::StringValue(self.namespace.clone()));
-        put(SERVICE_ACCOUNT, Kind::StringValue(self.service_account.clone()));
+        put(
+            SERVICE_ACCOUNT,
+            Kind::StringValue(self.service_account.clone()),
+        );
         put(WORKLOAD_NAME, Kind::StringValue(self.workload_name.clone()));
         put(POD_NAME, Kind::StringValue(self.pod_name.clone()));
         put(INSTANCE_IPS, Kind::StringValue(self.ip.to_string()));
@@ -95,7 +98,10 @@ impl NodeInfo {
             .map(|(service, app)| (service.to_string(), app.to_string()))
             .collect();
         put(APP_PORTS, Kind::StructValue(string_struct(&ports)));
-        put(OUTBOUND_PORT, Kind::StringValue(self.outbound_port.to_string()));
+        put(
+            OUTBOUND_PORT,
+            Kind::StringValue(self.outbound_port.to_string()),
+        );
         Node {
             id: self.node_id(),
             cluster: format!("{}.{}", self.workload_name, self.namespace),
@@ -127,7 +133,9 @@ impl NodeInfo {
             .collect::<Option<_>>()
             .ok_or(NodeError::BadMetadata(APP_PORTS))?;
         let outbound_port = match string_field(meta, OUTBOUND_PORT) {
-            Some(port) => port.parse().map_err(|_| NodeError::BadMetadata(OUTBOUND_PORT))?,
+            Some(port) => port
+                .parse()
+                .map_err(|_| NodeError::BadMetadata(OUTBOUND_PORT))?,
             None => 15001,
         };
         Ok(NodeInfo {
@@ -135,7 +143,8 @@ impl NodeInfo {
             ip,
             pod_name: string_field(meta, POD_NAME).unwrap_or_default(),
             namespace: string_field(meta, NAMESPACE).ok_or(NodeError::BadMetadata(NAMESPACE))?,
-            service_account: string_field(meta, SERVICE_ACCOUNT).unwrap_or_else(|| "default".into()),
+            service_account: string_field(meta, SERVICE_ACCOUNT)
+                .unwrap_or_else(|| "default".into()),
             workload_name: string_field(meta, WORKLOAD_NAME).unwrap_or_default(),
             labels: struct_field(meta, LABELS),
             interception,
@@ -192,7 +201,11 @@ mod tests {
             namespace: "default".into(),
             service_account: "bookinfo-reviews".into(),
             workload_name: "reviews-v1".into(),
-            labels: [("app".into(), "reviews".into()), ("version".into(), "v1".into())].into(),
+            labels: [
+                ("app".into(), "reviews".into()),
+                ("version".into(), "v1".into()),
+            ]
+            .into(),
             interception: Interception::None,
             app_ports: [(9080, 34567)].into(),
             outbound_port: 15001,
@@ -203,7 +216,10 @@ mod tests {
     fn round_trips_through_node() {
         let info = reviews();
         let node = info.to_node();
-        assert_eq!(node.id, "sidecar~127.42.0.7~reviews-v1-0.default~default.svc.cluster.local");
+        assert_eq!(
+            node.id,
+            "sidecar~127.42.0.7~reviews-v1-0.default~default.svc.cluster.local"
+        );
         assert_eq!(NodeInfo::from_node(&node).unwrap(), info);
     }
 
@@ -211,7 +227,10 @@ mod tests {
     fn rejects_foreign_ids_and_missing_ip() {
         let mut node = reviews().to_node();
         node.id = "whatever".into();
-        assert!(matches!(NodeInfo::from_node(&node), Err(NodeError::BadId(_))));
+        assert!(matches!(
+            NodeInfo::from_node(&node),
+            Err(NodeError::BadId(_))
+        ));
         let mut node = reviews().to_node();
         node.metadata.as_mut().unwrap().fields.remove(INSTANCE_IPS);
         assert_eq!(

@@ -236,7 +236,8 @@ impl<G: ResourceGenerator> AdsStream<G> {
             .node
             .as_ref()
             .ok_or_else(|| Status::invalid_argument("the first request must carry a node"))?;
-        let info = NodeInfo::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let info =
+            NodeInfo::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
         tracing::info!(stream = self.id, node = %node.id, "proxy connected");
         self.proxies.insert(
             self.id,

@@ -1,6 +1,8 @@
 //! The child processes of `up`: started with their output passed through,
 //! watched for unexpected exits, and stopped together (SIGTERM, then
-//! SIGKILL after a grace period). Children run in their own process groups
+//! SIGKILL after a grace period): workloads first, then the control plane,
+//! so that no sidecar sees its control plane vanish while it is still
+//! serving. Children run in their own process groups
 //! so that a terminal's Ctrl-C reaches `up` alone, which then stops them in
 //! order; they also die with `up` if it is killed outright.
 
@@ -23,15 +25,17 @@ use crate::parent_death::die_with_parent;
 /// waiting for them (only a process stuck in the kernel takes this long).
 const REAP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How a child's output lines are shown on `up`'s stderr.
+/// What a child is, which decides how its output is shown and when it is
+/// stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OutputStyle {
-    /// Every line prefixed with `[name] `.
-    Prefixed,
-    /// Like `Prefixed`, but `error: ...` lines (config errors, whose format
+pub(crate) enum Role {
+    /// A demo app or a sidecar: every output line is prefixed with
+    /// `[name] `; stopped first.
+    Workload,
+    /// Like a workload, but `error: ...` lines (config errors, whose format
     /// is `error: FILE:LINE:COL: FIELD: message`) stay verbatim so that
-    /// users and tests can grep for them.
-    KeepErrorLines,
+    /// users and tests can grep for them; stopped last.
+    ControlPlane,
 }
 
 /// A child that exited while `up` was not stopping it.
@@ -49,9 +53,24 @@ enum StopLevel {
     Kill,
 }
 
-pub(crate) struct Supervisor {
+/// Children stopped together, and the tasks that watch them.
+struct Group {
     stop: watch::Sender<StopLevel>,
     watchers: JoinSet<()>,
+}
+
+impl Group {
+    fn new() -> Group {
+        Group {
+            stop: watch::Sender::new(StopLevel::Running),
+            watchers: JoinSet::new(),
+        }
+    }
+}
+
+pub(crate) struct Supervisor {
+    workloads: Group,
+    control_plane: Group,
     exits_sender: mpsc::UnboundedSender<ChildExit>,
     exits: mpsc::UnboundedReceiver<ChildExit>,
 }
@@ -60,8 +79,8 @@ impl Supervisor {
     pub fn new() -> Supervisor {
         let (exits_sender, exits) = mpsc::unbounded_channel();
         Supervisor {
-            stop: watch::Sender::new(StopLevel::Running),
-            watchers: JoinSet::new(),
+            workloads: Group::new(),
+            control_plane: Group::new(),
             exits_sender,
             exits,
         }
@@ -70,12 +89,7 @@ impl Supervisor {
     /// Starts `argv` (program first) as the child `name` and returns its
     /// pid. Call from an async task or the main thread (see
     /// [`die_with_parent`]).
-    pub fn spawn(
-        &mut self,
-        name: &str,
-        argv: &[String],
-        style: OutputStyle,
-    ) -> anyhow::Result<u32> {
+    pub fn spawn(&mut self, name: &str, argv: &[String], role: Role) -> anyhow::Result<u32> {
         let (program, args) = argv.split_first().context("empty command line")?;
         let mut command = Command::new(program);
         command
@@ -92,17 +106,22 @@ impl Supervisor {
         let pid = child.id().context("a just-spawned child has a pid")?;
         let name: Arc<str> = Arc::from(name);
         if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(forward_lines(stdout, name.clone(), style));
+            tokio::spawn(forward_lines(stdout, name.clone(), role));
         }
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(forward_lines(stderr, name.clone(), style));
+            tokio::spawn(forward_lines(stderr, name.clone(), role));
         }
-        self.watchers.spawn(watch_child(
+        let group = match role {
+            Role::Workload => &mut self.workloads,
+            Role::ControlPlane => &mut self.control_plane,
+        };
+        let watcher = watch_child(
             child,
             name,
-            self.stop.subscribe(),
+            group.stop.subscribe(),
             self.exits_sender.clone(),
-        ));
+        );
+        group.watchers.spawn(watcher);
         Ok(pid)
     }
 
@@ -115,18 +134,22 @@ impl Supervisor {
         }
     }
 
-    /// Stops every child: SIGTERM, then SIGKILL for those still running
-    /// after `grace`.
+    /// Stops every child: SIGTERM to the workloads, then to the control
+    /// plane, and SIGKILL for any still running after `grace` in all.
     pub async fn shutdown(mut self, grace: Duration) {
-        self.stop.send_replace(StopLevel::Terminate);
-        let stopped = tokio::time::timeout(grace, drain(&mut self.watchers)).await;
-        if stopped.is_err() {
-            eprintln!(
-                "up: {} process(es) still running after {grace:?}; killing them",
-                self.watchers.len()
-            );
-            self.stop.send_replace(StopLevel::Kill);
-            let _ = tokio::time::timeout(REAP_TIMEOUT, drain(&mut self.watchers)).await;
+        let deadline = tokio::time::Instant::now() + grace;
+        for group in [&mut self.workloads, &mut self.control_plane] {
+            group.stop.send_replace(StopLevel::Terminate);
+            let _ = tokio::time::timeout_at(deadline, drain(&mut group.watchers)).await;
+        }
+        let running = self.workloads.watchers.len() + self.control_plane.watchers.len();
+        if running == 0 {
+            return;
+        }
+        eprintln!("up: {running} process(es) still running after {grace:?}; killing them");
+        for group in [&mut self.workloads, &mut self.control_plane] {
+            group.stop.send_replace(StopLevel::Kill);
+            let _ = tokio::time::timeout(REAP_TIMEOUT, drain(&mut group.watchers)).await;
         }
     }
 }
@@ -186,7 +209,7 @@ fn describe(status: std::io::Result<ExitStatus>) -> String {
 
 /// Copies a child's output to `up`'s stderr line by line, each line in one
 /// write so that lines of different children never interleave.
-async fn forward_lines(pipe: impl AsyncRead + Unpin, name: Arc<str>, style: OutputStyle) {
+async fn forward_lines(pipe: impl AsyncRead + Unpin, name: Arc<str>, role: Role) {
     let mut reader = BufReader::new(pipe);
     let mut line = Vec::new();
     loop {
@@ -196,13 +219,13 @@ async fn forward_lines(pipe: impl AsyncRead + Unpin, name: Arc<str>, style: Outp
             Ok(_) => {}
         }
         let text = String::from_utf8_lossy(&line);
-        let shown = format_line(&name, text.trim_end_matches(['\n', '\r']), style);
+        let shown = format_line(&name, text.trim_end_matches(['\n', '\r']), role);
         let _ = std::io::stderr().lock().write_all(shown.as_bytes());
     }
 }
 
-fn format_line(name: &str, line: &str, style: OutputStyle) -> String {
-    if style == OutputStyle::KeepErrorLines && line.starts_with("error: ") {
+fn format_line(name: &str, line: &str, role: Role) -> String {
+    if role == Role::ControlPlane && line.starts_with("error: ") {
         format!("{line}\n")
     } else {
         format!("[{name}] {line}\n")
@@ -221,15 +244,15 @@ mod tests {
     fn keeps_config_errors_greppable() {
         let error = "error: /s/config/vs.yaml:3:5: spec.http: bad";
         assert_eq!(
-            format_line("control-plane", error, OutputStyle::KeepErrorLines),
+            format_line("control-plane", error, Role::ControlPlane),
             format!("{error}\n")
         );
         assert_eq!(
-            format_line("p/sidecar", error, OutputStyle::Prefixed),
+            format_line("p/sidecar", error, Role::Workload),
             format!("[p/sidecar] {error}\n")
         );
         assert_eq!(
-            format_line("control-plane", "listening", OutputStyle::KeepErrorLines),
+            format_line("control-plane", "listening", Role::ControlPlane),
             "[control-plane] listening\n"
         );
     }
@@ -238,7 +261,7 @@ mod tests {
     async fn reports_unexpected_exits() {
         let mut supervisor = Supervisor::new();
         supervisor
-            .spawn("quitter", &shell("exit 3"), OutputStyle::Prefixed)
+            .spawn("quitter", &shell("exit 3"), Role::Workload)
             .unwrap();
         let exit = tokio::time::timeout(Duration::from_secs(10), supervisor.next_exit())
             .await
@@ -254,16 +277,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stops_workloads_before_the_control_plane() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stops");
+        let recorder = |who: &str| {
+            let script = format!(
+                "trap 'echo {who} >> {}; exit 0' TERM; while :; do sleep 0.05; done",
+                log.display()
+            );
+            shell(&script)
+        };
+        let mut supervisor = Supervisor::new();
+        // Started first, yet stopped last.
+        supervisor
+            .spawn(
+                "control-plane",
+                &recorder("control-plane"),
+                Role::ControlPlane,
+            )
+            .unwrap();
+        supervisor
+            .spawn("app", &recorder("app"), Role::Workload)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        supervisor.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "app\ncontrol-plane\n"
+        );
+    }
+
+    #[tokio::test]
     async fn terminates_then_kills_stragglers() {
         let mut supervisor = Supervisor::new();
         let polite = supervisor
-            .spawn("polite", &shell("exec sleep 30"), OutputStyle::Prefixed)
+            .spawn("polite", &shell("exec sleep 30"), Role::Workload)
             .unwrap();
         let stubborn = supervisor
             .spawn(
                 "stubborn",
-                &shell("trap '' TERM; echo armed; while :; do sleep 0.1; done"),
-                OutputStyle::Prefixed,
+                &shell("trap '' TERM; while :; do sleep 0.1; done"),
+                Role::Workload,
             )
             .unwrap();
         // Let the stubborn shell install its trap before asking it to stop.
