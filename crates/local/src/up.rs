@@ -11,6 +11,23 @@
 //! [`UpState`]), waits until the mesh answers, prints one `NAME: URL` line
 //! per Service, `config: DIR` and `ready` on stdout, and runs until Ctrl-C
 //! or SIGTERM, when it stops every process and removes its temporary state.
+//!
+//! The state directory:
+//! - `up.json`: see [`UpState`].
+//! - `config/`: watched by the control plane. Each input manifest's
+//!   documents other than Deployments and ServiceAccounts (so networking
+//!   resources, Services, Namespaces), verbatim under the input's own file
+//!   name, and `workload-NAMESPACE.POD.yaml`, one WorkloadEntry per
+//!   workload.
+//! - `tokens/NAMESPACE.POD.token`: each sidecar's credential (mode 0600);
+//!   `workload-tokens.json`: the control plane's table of them.
+//! - `root-cert.pem`: the mesh root, written by the control plane.
+//!
+//! Pods are named `DEPLOYMENT-INDEX` (stable across runs). A given state
+//! directory is reused: `config/`, `tokens/` and `up.json` are replaced at
+//! start, and a `config/` that `up` did not make is refused, not emptied.
+//! Demo apps read the pod annotations [`LATENCY_ANNOTATION`] and
+//! [`ERROR_RATE_ANNOTATION`] (on the pod template, else on the Deployment).
 
 mod addresses;
 mod config_files;
@@ -129,57 +146,12 @@ async fn run_mesh(
     state_dir: &StateDir,
     supervisor: &mut Supervisor,
 ) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("locating the trellis binary")?;
-    let exe = exe
-        .to_str()
-        .context("the trellis binary's path is not UTF-8")?;
-    let ca_dir = ca_dir(args.ca_dir.as_deref())?;
-    let (config_dir, tokens_dir) = (state_dir.config_dir(), state_dir.tokens_dir());
-    let (root_cert, workload_tokens) = (state_dir.root_cert(), state_dir.workload_tokens());
-    let paths = Paths {
-        exe,
-        config_dir: &config_dir,
-        root_cert: &root_cert,
-        workload_tokens: &workload_tokens,
-        tokens_dir: &tokens_dir,
-        ca_dir: &ca_dir,
-    };
-    let mut addresses = args.address_range.allocator();
-    let mut control_plane = launch::control_plane(&paths, addresses.allocate()?)?;
-    let mut workloads = launch::place_workloads(plan, &mut addresses, &paths)?;
-    let services = launch::services(plan, &workloads);
-    for service in &plan.services {
-        if !services
-            .iter()
-            .any(|s| s.name == service.name && s.namespace == service.namespace)
-        {
-            eprintln!(
-                "up: service {}/{} selects no workload, so it has no URL",
-                service.namespace, service.name
-            );
-        }
-    }
-    config_files::write_config(&config_dir, manifests, plan, &workloads)?;
-    config_files::write_tokens(&workload_tokens, &workloads)?;
-
+    let paths = paths(args, state_dir)?;
+    let mut state = place(args, plan, state_dir, &paths)?;
+    config_files::write_config(&paths.config_dir, manifests, plan, &state.workloads)?;
+    config_files::write_tokens(&paths.workload_tokens, &state.workloads)?;
     let deadline = Instant::now() + args.ready_timeout;
-    control_plane.pid =
-        supervisor.spawn(CONTROL_PLANE, &control_plane.command, Role::ControlPlane)?;
-    until_exit(supervisor, wait_for_root_cert(&root_cert, deadline)).await??;
-    for (planned, placed) in plan.workloads.iter().zip(&mut workloads) {
-        start_workload(supervisor, &paths, &control_plane, planned, placed)?;
-    }
-    let state = UpState {
-        schema_version: SCHEMA_VERSION,
-        pid: std::process::id(),
-        state_dir: state_dir.root().to_path_buf(),
-        config_dir: config_dir.clone(),
-        root_cert: root_cert.clone(),
-        address_range: args.address_range.to_string(),
-        control_plane,
-        services,
-        workloads,
-    };
+    start_processes(supervisor, &paths, plan, &mut state, deadline).await?;
     state.write().context("writing up.json")?;
     let remaining = deadline.saturating_duration_since(Instant::now());
     until_exit(supervisor, readiness::wait_until_ready(&state, remaining)).await??;
@@ -189,15 +161,85 @@ async fn run_mesh(
     }
 }
 
+fn paths(args: &UpArgs, state_dir: &StateDir) -> anyhow::Result<Paths> {
+    let exe = std::env::current_exe().context("locating the trellis binary")?;
+    let exe = exe
+        .to_str()
+        .context("the trellis binary's path is not UTF-8")?;
+    Ok(Paths {
+        exe: exe.to_owned(),
+        config_dir: state_dir.config_dir(),
+        root_cert: state_dir.root_cert(),
+        workload_tokens: state_dir.workload_tokens(),
+        tokens_dir: state_dir.tokens_dir(),
+        ca_dir: ca_dir(args.ca_dir.as_deref())?,
+    })
+}
+
+/// Addresses, ports and command lines for everything, before anything
+/// runs (pids are filled in as processes start).
+fn place(
+    args: &UpArgs,
+    plan: &MeshPlan,
+    state_dir: &StateDir,
+    paths: &Paths,
+) -> anyhow::Result<UpState> {
+    let mut addresses = args.address_range.allocator();
+    let control_plane = launch::control_plane(paths, addresses.allocate()?)?;
+    let workloads = launch::place_workloads(plan, &mut addresses, paths)?;
+    let services = launch::services(plan, &workloads);
+    for service in &plan.services {
+        let reachable = services
+            .iter()
+            .any(|s| s.name == service.name && s.namespace == service.namespace);
+        if !reachable {
+            eprintln!(
+                "up: service {}/{} selects no workload, so it has no URL",
+                service.namespace, service.name
+            );
+        }
+    }
+    Ok(UpState {
+        schema_version: SCHEMA_VERSION,
+        pid: std::process::id(),
+        state_dir: state_dir.root().to_path_buf(),
+        config_dir: paths.config_dir.clone(),
+        root_cert: paths.root_cert.clone(),
+        address_range: args.address_range.to_string(),
+        control_plane,
+        services,
+        workloads,
+    })
+}
+
+/// The control plane first; the workloads once it has written the mesh
+/// root their sidecars must trust.
+async fn start_processes(
+    supervisor: &mut Supervisor,
+    paths: &Paths,
+    plan: &MeshPlan,
+    state: &mut UpState,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let control_plane = &mut state.control_plane;
+    control_plane.pid =
+        supervisor.spawn(CONTROL_PLANE, &control_plane.command, Role::ControlPlane)?;
+    until_exit(supervisor, wait_for_root_cert(&paths.root_cert, deadline)).await??;
+    for (planned, placed) in plan.workloads.iter().zip(&mut state.workloads) {
+        start_workload(supervisor, paths, &state.control_plane, planned, placed)?;
+    }
+    Ok(())
+}
+
 fn start_workload(
     supervisor: &mut Supervisor,
-    paths: &Paths<'_>,
+    paths: &Paths,
     control_plane: &ControlPlaneState,
     planned: &plan::WorkloadPlan,
     placed: &mut WorkloadState,
 ) -> anyhow::Result<()> {
     for container in &planned.containers {
-        let command = launch::demo_app(paths.exe, planned, placed, container);
+        let command = launch::demo_app(&paths.exe, planned, placed, container);
         let name = format!("{}/{}", placed.pod, container.name);
         placed
             .app_pids

@@ -102,12 +102,12 @@ mod tests {
         std::fs::create_dir_all(&tokens_dir).unwrap();
         let unused = root.join("unused");
         let paths = Paths {
-            exe: "trellis",
-            config_dir: &config_dir,
-            root_cert: &unused,
-            workload_tokens: &unused,
-            tokens_dir: &tokens_dir,
-            ca_dir: &unused,
+            exe: "trellis".to_owned(),
+            config_dir,
+            root_cert: unused.clone(),
+            workload_tokens: unused.clone(),
+            tokens_dir,
+            ca_dir: unused,
         };
         let manifests = manifests::load(&[]).unwrap();
         let plan = plan::plan(manifests.resources()).unwrap();

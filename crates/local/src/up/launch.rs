@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -25,26 +25,23 @@ pub const HEALTH_PORT: u16 = 15021;
 const TRUST_DOMAIN: &str = "cluster.local";
 
 /// Paths every command line refers to.
-pub(crate) struct Paths<'a> {
+pub(crate) struct Paths {
     /// This binary.
-    pub exe: &'a str,
-    pub config_dir: &'a Path,
-    pub root_cert: &'a Path,
-    pub workload_tokens: &'a Path,
-    pub tokens_dir: &'a Path,
-    pub ca_dir: &'a Path,
+    pub exe: String,
+    pub config_dir: PathBuf,
+    pub root_cert: PathBuf,
+    pub workload_tokens: PathBuf,
+    pub tokens_dir: PathBuf,
+    pub ca_dir: PathBuf,
 }
 
 /// The control plane's state before it runs (pid 0).
-pub(crate) fn control_plane(
-    paths: &Paths<'_>,
-    address: Ipv4Addr,
-) -> anyhow::Result<ControlPlaneState> {
+pub(crate) fn control_plane(paths: &Paths, address: Ipv4Addr) -> anyhow::Result<ControlPlaneState> {
     let command = [
-        paths.exe,
+        &paths.exe,
         "control-plane",
         "--config-dir",
-        utf8(paths.config_dir)?,
+        utf8(&paths.config_dir)?,
         "--listen-address",
         &address.to_string(),
         "--xds-port",
@@ -54,11 +51,11 @@ pub(crate) fn control_plane(
         "--monitoring-port",
         &MONITORING_PORT.to_string(),
         "--ca-dir",
-        utf8(paths.ca_dir)?,
+        utf8(&paths.ca_dir)?,
         "--workload-tokens",
-        utf8(paths.workload_tokens)?,
+        utf8(&paths.workload_tokens)?,
         "--root-cert-out",
-        utf8(paths.root_cert)?,
+        utf8(&paths.root_cert)?,
         "--trust-domain",
         TRUST_DOMAIN,
     ]
@@ -81,7 +78,7 @@ pub(crate) fn control_plane(
 pub(crate) fn place_workloads(
     plan: &MeshPlan,
     addresses: &mut AddressAllocator,
-    paths: &Paths<'_>,
+    paths: &Paths,
 ) -> anyhow::Result<Vec<WorkloadState>> {
     let mut placed = Vec::with_capacity(plan.workloads.len());
     for workload in &plan.workloads {
@@ -131,17 +128,17 @@ fn choose_app_ports(address: Ipv4Addr, inbound: &[u16]) -> std::io::Result<BTree
 /// `trellis proxy` for `workload`, trusting the mesh root and
 /// authenticating with the workload's token.
 pub(crate) fn proxy(
-    paths: &Paths<'_>,
+    paths: &Paths,
     control_plane: &ControlPlaneState,
     workload: &WorkloadState,
 ) -> anyhow::Result<Vec<String>> {
     let mut command: Vec<String> = [
-        paths.exe,
+        &paths.exe,
         "proxy",
         "--discovery-address",
         &control_plane.secure_address.to_string(),
         "--root-cert",
-        utf8(paths.root_cert)?,
+        utf8(&paths.root_cert)?,
         "--token-file",
         utf8(&workload.token_file)?,
         "--ip",

@@ -1,4 +1,3 @@
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -14,27 +13,19 @@ struct Fixture {
     control_plane: ControlPlaneState,
 }
 
-fn paths_in(root: &Path) -> [PathBuf; 5] {
-    [
-        "config",
-        "root-cert.pem",
-        "workload-tokens.json",
-        "tokens",
-        "ca",
-    ]
-    .map(|name| root.join(name))
+fn paths_in(root: &Path) -> Paths {
+    Paths {
+        exe: "/bin/trellis".to_owned(),
+        config_dir: root.join("config"),
+        root_cert: root.join("root-cert.pem"),
+        workload_tokens: root.join("workload-tokens.json"),
+        tokens_dir: root.join("tokens"),
+        ca_dir: root.join("ca"),
+    }
 }
 
 fn bookinfo(root: &Path) -> Fixture {
-    let [config_dir, root_cert, workload_tokens, tokens_dir, ca_dir] = paths_in(root);
-    let paths = Paths {
-        exe: "/bin/trellis",
-        config_dir: &config_dir,
-        root_cert: &root_cert,
-        workload_tokens: &workload_tokens,
-        tokens_dir: &tokens_dir,
-        ca_dir: &ca_dir,
-    };
+    let paths = paths_in(root);
     let manifests = manifests::load(&[]).unwrap();
     let plan = plan::plan(manifests.resources()).unwrap();
     // A range of its own, so parallel tests never share an address.
@@ -104,16 +95,7 @@ fn records_the_control_plane_command() {
 fn proxies_get_identity_labels_and_app_ports() {
     let root = tempfile::tempdir().unwrap();
     let fixture = bookinfo(root.path());
-    let [_, root_cert, workload_tokens, tokens_dir, ca_dir] = paths_in(root.path());
-    let config_dir = root.path().join("config");
-    let paths = Paths {
-        exe: "/bin/trellis",
-        config_dir: &config_dir,
-        root_cert: &root_cert,
-        workload_tokens: &workload_tokens,
-        tokens_dir: &tokens_dir,
-        ca_dir: &ca_dir,
-    };
+    let paths = paths_in(root.path());
     let workload = &fixture.workloads[0];
     let command = proxy(&paths, &fixture.control_plane, workload)
         .unwrap()
