@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::duration::parse_duration;
+use trellis_api::parse_duration;
 
 pub use outbound::{OutboundProxy, OutboundProxyError};
 pub use reply::DemoReply;

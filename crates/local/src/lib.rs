@@ -13,12 +13,10 @@
 #![deny(rust_2018_idioms)]
 
 pub mod demo_app;
-mod duration;
 mod error_chain;
 mod parent_death;
 pub mod up;
 
 pub use demo_app::{DemoAppArgs, DemoReply, run_demo_app};
-pub use duration::{DurationError, parse_duration};
 pub use parent_death::die_with_parent;
 pub use up::{ControlPlaneState, ServiceState, UpArgs, UpState, WorkloadState, run_up};

@@ -57,12 +57,12 @@ pub use launch::{
 pub use plan::{ERROR_RATE_ANNOTATION, LATENCY_ANNOTATION};
 pub use state::{ControlPlaneState, SCHEMA_VERSION, ServiceState, UP_JSON, UpState, WorkloadState};
 
-use crate::duration::parse_duration;
 use launch::Paths;
 use manifests::{ManifestError, Manifests};
 use plan::MeshPlan;
 use state_dir::StateDir;
 use supervisor::{ChildExit, Role, Supervisor};
+use trellis_api::parse_duration;
 
 /// How long children get to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);

@@ -11,7 +11,7 @@ use trellis_api::{
 };
 
 use crate::demo_app::parse_error_rate;
-use crate::duration::parse_duration;
+use trellis_api::parse_duration;
 
 /// Pod annotation: extra latency for every request to the demo app.
 pub const LATENCY_ANNOTATION: &str = "trellis.io/demo-latency";
