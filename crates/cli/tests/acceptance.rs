@@ -104,6 +104,28 @@ async fn every_hop_is_mutual_tls_with_spiffe_identities() {
         "{xfcc}"
     );
 
+    // The sidecar's Envoy-style config dump shows the mTLS subset cluster.
+    let productpage = mesh.workload("productpage-v1");
+    let dump = mesh
+        .get(&format!(
+            "http://{}:{}/config_dump",
+            productpage.address, productpage.admin_port
+        ))
+        .await
+        .unwrap()
+        .json();
+    let clusters = &dump["configs"][0]["dynamic_active_clusters"];
+    let v2 = clusters
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cluster"]["name"] == "outbound|9080|v2|reviews.default.svc.cluster.local")
+        .expect("the reviews v2 subset cluster is in the config dump");
+    assert_eq!(
+        v2["cluster"]["transportSocket"]["typedConfig"]["sni"],
+        "outbound_.9080_.v2_.reviews.default.svc.cluster.local"
+    );
+
     // A client with the mesh's ALPN but a certificate from another CA.
     let reviews = mesh.workload("reviews-v1");
     let address = SocketAddr::new(reviews.address.into(), reviews.inbound_ports[0]);

@@ -68,8 +68,9 @@ impl ProxyState {
             .clone()
     }
 
-    fn apply_clusters(&self, resources: &[Any]) -> Result<(), String> {
-        let specs = decode_all::<XdsCluster>(resources)?
+    fn apply_clusters(&self, resources: &[Any]) -> Result<Vec<String>, String> {
+        let decoded = decode_all::<XdsCluster>(resources)?;
+        let specs = decoded
             .iter()
             .map(|c| ClusterSpec::compile(c).map_err(|e| format!("cluster {}: {e}", c.name)))
             .collect::<Result<Vec<_>, _>>()?;
@@ -95,10 +96,10 @@ impl ProxyState {
             .collect();
         self.clusters.store(Arc::new(clusters));
         self.configured.send_modify(|c| c.0 = true);
-        Ok(())
+        Ok(decoded.into_iter().map(|c| c.name).collect())
     }
 
-    fn apply_endpoints(&self, resources: &[Any]) -> Result<(), String> {
+    fn apply_endpoints(&self, resources: &[Any]) -> Result<Vec<String>, String> {
         let assignments = decode_all::<ClusterLoadAssignment>(resources)?;
         let mut compiled = HashMap::new();
         for assignment in &assignments {
@@ -113,21 +114,23 @@ impl ProxyState {
             }
         }
         *self.assignments.lock().unwrap_or_else(|e| e.into_inner()) = compiled;
-        Ok(())
+        Ok(assignments.into_iter().map(|a| a.cluster_name).collect())
     }
 
-    fn apply_listeners(&self, resources: &[Any]) -> Result<(), String> {
+    fn apply_listeners(&self, resources: &[Any]) -> Result<Vec<String>, String> {
         let specs = decode_all::<XdsListener>(resources)?
             .iter()
             .map(|l| ListenerSpec::compile(l).map_err(|e| format!("listener {}: {e}", l.name)))
             .collect::<Result<Vec<_>, _>>()?;
+        let names = specs.iter().map(|l| l.name.clone()).collect();
         self.listeners.update(specs)?;
         self.configured.send_modify(|c| c.1 = true);
-        Ok(())
+        Ok(names)
     }
 
-    fn apply_routes(&self, resources: &[Any]) -> Result<(), String> {
-        let routes = decode_all::<RouteConfiguration>(resources)?
+    fn apply_routes(&self, resources: &[Any]) -> Result<Vec<String>, String> {
+        let decoded = decode_all::<RouteConfiguration>(resources)?;
+        let routes = decoded
             .iter()
             .map(|r| {
                 Ok((
@@ -137,23 +140,21 @@ impl ProxyState {
             })
             .collect::<Result<RouteMap, String>>()?;
         self.routes.store(Arc::new(routes));
-        Ok(())
+        Ok(decoded.into_iter().map(|r| r.name).collect())
     }
 }
 
 impl ResourceHandler for ProxyState {
     fn apply(&self, type_url: &str, resources: &[Any]) -> Result<(), String> {
-        match type_url {
+        // Each apply_* returns the accepted resources' names in input order.
+        let names = match type_url {
             type_url::CLUSTER => self.apply_clusters(resources)?,
             type_url::ENDPOINT => self.apply_endpoints(resources)?,
             type_url::LISTENER => self.apply_listeners(resources)?,
             type_url::ROUTE => self.apply_routes(resources)?,
             other => return Err(format!("resource type {other} is not supported")),
-        }
-        let by_name = resources
-            .iter()
-            .map(|a| (resource_name(type_url, a), a.clone()))
-            .collect();
+        };
+        let by_name = names.into_iter().zip(resources.iter().cloned()).collect();
         self.accepted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -184,16 +185,4 @@ fn decode_all<T: Message + Default>(resources: &[Any]) -> Result<Vec<T>, String>
                 .map_err(|e| format!("cannot decode {}: {e}", any.type_url))
         })
         .collect()
-}
-
-fn resource_name(type_url: &str, any: &Any) -> String {
-    let name = match type_url {
-        type_url::CLUSTER => XdsCluster::decode(any.value.as_slice()).map(|c| c.name),
-        type_url::ENDPOINT => {
-            ClusterLoadAssignment::decode(any.value.as_slice()).map(|c| c.cluster_name)
-        }
-        type_url::LISTENER => XdsListener::decode(any.value.as_slice()).map(|l| l.name),
-        _ => RouteConfiguration::decode(any.value.as_slice()).map(|r| r.name),
-    };
-    name.unwrap_or_default()
 }

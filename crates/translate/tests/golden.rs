@@ -94,31 +94,35 @@ fn check(name: &str, actual: String) {
     );
 }
 
-#[test]
-fn productpage_with_reviews_90_10() {
-    let snapshot = snapshot(&[
-        "destination-rule-all.yaml",
-        "virtual-service-reviews-90-10.yaml",
-    ]);
-    let node = sidecar(
+fn productpage() -> NodeInfo {
+    sidecar(
         "productpage-v1",
         "127.10.0.5",
         "productpage",
         "v1",
         "bookinfo-productpage",
-    );
+    )
+}
+
+fn translated(networking: &[&str], node: &NodeInfo) -> String {
+    as_json(&trellis_translate::translate(&snapshot(networking), node))
+}
+
+const REVIEWS_90_10: [&str; 2] = [
+    "destination-rule-all.yaml",
+    "virtual-service-reviews-90-10.yaml",
+];
+
+#[test]
+fn productpage_with_reviews_90_10() {
     check(
         "productpage-reviews-90-10",
-        as_json(&trellis_translate::translate(&snapshot, &node)),
+        translated(&REVIEWS_90_10, &productpage()),
     );
 }
 
 #[test]
 fn reviews_v2_with_jason_header_route() {
-    let snapshot = snapshot(&[
-        "destination-rule-all.yaml",
-        "virtual-service-reviews-jason-v2-v3.yaml",
-    ]);
     let node = sidecar(
         "reviews-v2",
         "127.10.0.3",
@@ -126,26 +130,17 @@ fn reviews_v2_with_jason_header_route() {
         "v2",
         "bookinfo-reviews",
     );
-    check(
-        "reviews-v2-jason-v2-v3",
-        as_json(&trellis_translate::translate(&snapshot, &node)),
-    );
+    let networking = [
+        "destination-rule-all.yaml",
+        "virtual-service-reviews-jason-v2-v3.yaml",
+    ];
+    check("reviews-v2-jason-v2-v3", translated(&networking, &node));
 }
 
 #[test]
 fn translation_is_deterministic() {
-    let snapshot = snapshot(&[
-        "destination-rule-all.yaml",
-        "virtual-service-reviews-90-10.yaml",
-    ]);
-    let node = sidecar(
-        "productpage-v1",
-        "127.10.0.5",
-        "productpage",
-        "v1",
-        "bookinfo-productpage",
-    );
-    let first = trellis_translate::translate(&snapshot, &node).encode();
-    let second = trellis_translate::translate(&snapshot, &node).encode();
+    let snapshot = snapshot(&REVIEWS_90_10);
+    let first = trellis_translate::translate(&snapshot, &productpage()).encode();
+    let second = trellis_translate::translate(&snapshot, &productpage()).encode();
     assert_eq!(first, second);
 }
