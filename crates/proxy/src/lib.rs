@@ -89,11 +89,8 @@ fn node_info(options: &ProxyOptions) -> NodeInfo {
         service_account: options.service_account.clone(),
         workload_name: options.workload_name.clone(),
         labels: options.labels.iter().cloned().collect(),
-        interception: if options.app_ports.is_empty() {
-            Interception::Redirect
-        } else {
-            Interception::None
-        },
+        // Explicit listeners only until transparent capture (iptables) lands.
+        interception: Interception::None,
         app_ports: options.app_ports.iter().copied().collect(),
         outbound_port: options.outbound_port,
     }

@@ -49,6 +49,9 @@ pub struct ProxyOptions {
     pub health_port: u16,
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
+    /// Worker threads (Istio's proxy `concurrency`); default: one per CPU.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: Option<u16>,
 }
 
 fn parse_pair<K: std::str::FromStr, V: std::str::FromStr>(raw: &str) -> Result<(K, V), String> {

@@ -1,6 +1,8 @@
 //! HTTP routes: a virtual host per Service port, whose routes come from the
 //! VirtualService for that host (first matching rule wins, as in Istio) or,
-//! without one, send everything to the whole Service.
+//! without one, send everything to the whole Service. VirtualService hosts
+//! that name no Service (an IP address, an external name) get a virtual
+//! host of their own, on any port.
 
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
@@ -27,6 +29,7 @@ pub fn http_proxy(snapshot: &Snapshot, node: &NodeInfo) -> RouteConfiguration {
             virtual_hosts.push(virtual_host(snapshot, node, service, port));
         }
     }
+    virtual_hosts.extend(non_service_hosts(snapshot, node));
     RouteConfiguration {
         name: HTTP_PROXY_ROUTE.into(),
         virtual_hosts,
@@ -53,7 +56,7 @@ fn virtual_host(
             .spec
             .http
             .iter()
-            .flat_map(|rule| envoy_routes(snapshot, node, vs, rule, service, port.port))
+            .flat_map(|rule| envoy_routes(snapshot, node, vs, rule, Some(port.port)))
             .collect(),
         None => vec![default_route(service, port.port)],
     };
@@ -80,13 +83,53 @@ fn domains(service: &MeshService, port: u16) -> Vec<String> {
     domains
 }
 
+/// Virtual hosts for mesh VirtualService hosts that are not Services. The
+/// first VirtualService naming a host wins; wildcard hosts are not
+/// translated yet.
+fn non_service_hosts(snapshot: &Snapshot, node: &NodeInfo) -> Vec<VirtualHost> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut virtual_hosts = Vec::new();
+    for vs in snapshot
+        .virtual_services()
+        .filter(|vs| applies_to_sidecars(vs))
+    {
+        for host in &vs.spec.hosts {
+            let host = host.to_ascii_lowercase();
+            let is_service = snapshot
+                .registry
+                .service_by_host(&host, vs.namespace())
+                .is_some();
+            if is_service || host.contains('*') || !seen.insert(host.clone()) {
+                continue;
+            }
+            let routes = vs
+                .spec
+                .http
+                .iter()
+                .flat_map(|rule| envoy_routes(snapshot, node, vs, rule, None));
+            virtual_hosts.push(VirtualHost {
+                name: host.clone(),
+                domains: vec![host.clone(), format!("{host}:*")],
+                routes: routes.collect(),
+                ..Default::default()
+            });
+        }
+    }
+    virtual_hosts
+}
+
+/// VirtualServices bound to the mesh (no `gateways`, or `mesh` among them).
+fn applies_to_sidecars(vs: &Resource<VirtualService>) -> bool {
+    vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh")
+}
+
 /// The VirtualService that routes this host (the first by namespace and name).
 fn virtual_service_for<'a>(
     snapshot: &'a Snapshot,
     service: &MeshService,
 ) -> Option<&'a Resource<VirtualService>> {
     snapshot.virtual_services().find(|vs| {
-        vs.spec.gateways.iter().all(|g| g == "mesh")
+        applies_to_sidecars(vs)
             && vs.spec.hosts.iter().any(|host| {
                 snapshot
                     .registry
@@ -120,10 +163,9 @@ fn envoy_routes(
     node: &NodeInfo,
     vs: &Resource<VirtualService>,
     rule: &HttpRoute,
-    service: &MeshService,
-    port: u16,
+    port: Option<u16>,
 ) -> Vec<Route> {
-    let Some(action) = route_action(snapshot, vs, rule, service, port) else {
+    let Some(action) = route_action(snapshot, vs, rule, port) else {
         return Vec::new();
     };
     let name = rule.name.clone().unwrap_or_default();
@@ -147,9 +189,12 @@ fn envoy_routes(
         .collect()
 }
 
-/// Conditions decided at translation time: the port and the caller's labels.
-fn applies(m: &HttpMatchRequest, node: &NodeInfo, port: u16) -> bool {
-    m.port.is_none_or(|p| p == u32::from(port))
+/// Conditions decided at translation time: the port (unknown for hosts
+/// that are not Services, where a port condition cannot hold) and the
+/// caller's labels.
+fn applies(m: &HttpMatchRequest, node: &NodeInfo, port: Option<u16>) -> bool {
+    m.port
+        .is_none_or(|p| port.is_some_and(|port| p == u32::from(port)))
         && m.source_labels
             .iter()
             .all(|(k, v)| node.labels.get(k) == Some(v))
@@ -162,8 +207,7 @@ fn route_action(
     snapshot: &Snapshot,
     vs: &Resource<VirtualService>,
     rule: &HttpRoute,
-    service: &MeshService,
-    port: u16,
+    port: Option<u16>,
 ) -> Option<RouteAction> {
     if rule.route.is_empty() {
         tracing::warn!(
@@ -184,7 +228,7 @@ fn route_action(
                 .port
                 .map(|p| p.number as u16)
                 .or_else(|| (target.ports.len() == 1).then(|| target.ports[0].port))
-                .unwrap_or(port);
+                .or(port)?;
             let subset = destination.destination.subset.as_deref().unwrap_or("");
             let weight = if rule.route.len() == 1 {
                 100
@@ -200,7 +244,10 @@ fn route_action(
         .filter(|c| c.weight.as_ref().is_some_and(|w| w.value > 0))
         .collect();
     if clusters.is_empty() {
-        tracing::warn!(virtual_service = vs.name(), host = %service.hostname, "no destination of the rule is a known service");
+        tracing::warn!(
+            virtual_service = vs.name(),
+            "no destination of the rule is a known service port"
+        );
         return None;
     }
     let timeout = rule

@@ -144,3 +144,27 @@ fn translation_is_deterministic() {
     let second = trellis_translate::translate(&snapshot, &productpage()).encode();
     assert_eq!(first, second);
 }
+
+#[test]
+fn a_virtual_service_host_that_is_no_service_gets_its_own_virtual_host() {
+    let mut snapshot = snapshot(&REVIEWS_90_10);
+    let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: by-ip}\n\
+                spec:\n  hosts: [127.0.0.2]\n  http:\n  - route:\n    - destination: {host: ratings}\n";
+    let outcome = trellis_api::parse_yaml(Path::new("by-ip.yaml"), text);
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    let mut resources = snapshot.resources.clone();
+    resources.extend(outcome.resources.into_iter().map(Arc::new));
+    snapshot = Snapshot::new(2, resources);
+    let routes = trellis_translate::translate(&snapshot, &productpage()).routes;
+    let vhost = routes[0]
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "127.0.0.2")
+        .expect("a virtual host for the IP");
+    assert_eq!(vhost.domains, ["127.0.0.2", "127.0.0.2:*"]);
+    let json = json::message_to_json(&vhost.routes[0]).unwrap();
+    assert_eq!(
+        json["route"]["cluster"],
+        "outbound|9080||ratings.default.svc.cluster.local"
+    );
+}
