@@ -3,6 +3,11 @@
 #![deny(rust_2018_idioms)]
 
 use clap::{Parser, Subcommand};
+
+/// The proxy allocates per request (headers, bodies, futures); mimalloc's
+/// thread-local free lists make that markedly cheaper than glibc malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
 /// Trellis: a service mesh that speaks Istio's API.

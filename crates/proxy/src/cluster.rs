@@ -25,6 +25,7 @@ use prost::Message;
 use crate::body::ProxyBody;
 use crate::connector::{MeshConnector, UpstreamTls};
 use crate::identity::{Identity, MESH_ALPN_H2, MESH_ALPN_HTTP11};
+use crate::metric_labels::{Service, Shared, UNKNOWN, Workload};
 use crate::tls_context;
 use crate::unsupported::{Unsupported, reject_if};
 use crate::xds_address::socket_address;
@@ -52,9 +53,20 @@ pub struct Endpoint {
     pub workload: Option<String>,
 }
 
+/// An endpoint as requests use it: where it is, and what metrics call it.
+#[derive(Clone, Debug)]
+pub struct LiveEndpoint {
+    pub address: SocketAddr,
+    /// `IP:PORT`, formatted once: the upstream request's URI authority.
+    pub authority: http::uri::Authority,
+    pub workload: Shared<Workload>,
+}
+
 pub struct Cluster {
     pub spec: ClusterSpec,
-    endpoints: ArcSwap<Vec<Endpoint>>,
+    /// The Service this cluster reaches, for metrics.
+    pub service: Shared<Service>,
+    endpoints: ArcSwap<Vec<LiveEndpoint>>,
     next: AtomicUsize,
     pub client: Client<MeshConnector, ProxyBody>,
 }
@@ -191,24 +203,56 @@ impl Cluster {
             .http2_only(spec.http2)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        Cluster {
-            endpoints: ArcSwap::from_pointee(spec.static_endpoints.clone()),
+        let service =
+            Service::from_cluster_name(&spec.name).map_or_else(Service::unknown, Shared::new);
+        let cluster = Cluster {
+            endpoints: ArcSwap::default(),
+            service,
             spec,
             next: AtomicUsize::new(0),
             client,
-        }
+        };
+        cluster.set_endpoints(&cluster.spec.static_endpoints);
+        cluster
     }
 
-    pub fn set_endpoints(&self, endpoints: Vec<Endpoint>) {
-        self.endpoints.store(Arc::new(endpoints));
-    }
-
-    pub fn endpoints(&self) -> Arc<Vec<Endpoint>> {
-        self.endpoints.load_full()
+    pub fn set_endpoints(&self, endpoints: &[Endpoint]) {
+        // The identity the cluster verifies stands for the peer's principal.
+        let principal = self
+            .spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.peers.first())
+            .map(ToString::to_string);
+        let live = endpoints
+            .iter()
+            .map(|endpoint| {
+                let workload = endpoint
+                    .workload
+                    .as_deref()
+                    .and_then(|w| Workload::from_istio_metadata(w, principal.clone()))
+                    .unwrap_or_else(|| {
+                        Workload::with_principal(
+                            principal.clone().unwrap_or_else(|| UNKNOWN.into()),
+                        )
+                    });
+                let authority = endpoint
+                    .address
+                    .to_string()
+                    .parse()
+                    .expect("a socket address is a valid authority");
+                LiveEndpoint {
+                    address: endpoint.address,
+                    authority,
+                    workload: Shared::new(workload),
+                }
+            })
+            .collect();
+        self.endpoints.store(Arc::new(live));
     }
 
     /// Round robin over the current endpoints.
-    pub fn pick(&self) -> Option<Endpoint> {
+    pub fn pick(&self) -> Option<LiveEndpoint> {
         let endpoints = self.endpoints.load();
         if endpoints.is_empty() {
             return None;

@@ -14,7 +14,9 @@ use tokio::net::TcpStream;
 use trellis_ca::SpiffeId;
 
 use crate::forward::{Downstream, handle};
-use crate::listener::{ChainSpec, ListenerSpec, RouteSource};
+use crate::listener::{ChainSpec, Direction, ListenerSpec, RouteSource};
+use crate::metric_labels::{Shared, Workload};
+use crate::metrics::{Reporter, RequestLabels};
 use crate::state::ProxyState;
 
 /// Envoy's default limit on request headers (60 KiB); beyond it: 431.
@@ -87,8 +89,9 @@ async fn serve_http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let labels = connection_labels(&state, spec.direction, peer.as_ref(), chain.terminate_tls);
     let downstream = Arc::new(Downstream {
-        remote,
+        labels,
         peer,
         direction: spec.direction,
         routes: match &chain.hcm.routes {
@@ -113,6 +116,39 @@ async fn serve_http<S>(
         .await
     {
         tracing::debug!(%remote, %error, "downstream connection ended with an error");
+    }
+}
+
+/// What every request of this connection reports before routing fills in
+/// the service and, outbound, the destination.
+fn connection_labels(
+    state: &ProxyState,
+    direction: Direction,
+    peer: Option<&Peer>,
+    tls: bool,
+) -> RequestLabels {
+    let own = &state.labels;
+    let template = RequestLabels {
+        reporter: Reporter::Source,
+        source: own.me.clone(),
+        destination: own.unknown_workload.clone(),
+        service: own.unknown_service.clone(),
+        response_code: 0,
+        response_flags: "-",
+        connection_security_policy: "unknown",
+    };
+    match direction {
+        Direction::Outbound => template,
+        Direction::Inbound => RequestLabels {
+            reporter: Reporter::Destination,
+            source: match peer.and_then(|p| p.identity.as_ref()) {
+                Some(id) => Shared::new(Workload::with_principal(id.to_string())),
+                None => own.unknown_workload.clone(),
+            },
+            destination: own.me.clone(),
+            connection_security_policy: if tls { "mutual_tls" } else { "none" },
+            ..template
+        },
     }
 }
 

@@ -3,20 +3,20 @@
 //! failure to the status and response flag Envoy would use.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::{ProxyBody, full};
-use crate::cluster::{Cluster, Endpoint};
+use crate::cluster::{Cluster, LiveEndpoint};
 use crate::connection::Peer;
 use crate::listener::{Direction, RouteSource};
-use crate::metrics::RequestOutcome;
+use crate::metrics::RequestLabels;
 use crate::route::{Forward, RequestView, RouteAction, RouteTable};
 use crate::state::ProxyState;
 
@@ -25,7 +25,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What a request inherits from its connection.
 pub struct Downstream {
-    pub remote: SocketAddr,
+    /// Metric labels every request of the connection starts from.
+    pub labels: RequestLabels,
     pub peer: Option<Peer>,
     pub direction: Direction,
     pub routes: RouteSource,
@@ -91,11 +92,11 @@ pub async fn handle(
     state: Arc<ProxyState>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
-    let mut outcome = RequestOutcome::new(&downstream, &state);
-    let response = match route_and_forward(request, &downstream, &state, &mut outcome).await {
+    let mut labels = downstream.labels.clone();
+    let response = match route_and_forward(request, &downstream, &state, &mut labels).await {
         Ok(response) => response,
         Err(failure) => {
-            outcome.flag = failure.flag();
+            labels.response_flags = failure.flag();
             let mut response = Response::new(full(failure.body()));
             *response.status_mut() = failure.status();
             response
@@ -104,8 +105,8 @@ pub async fn handle(
             response
         }
     };
-    outcome.status = response.status().as_u16();
-    state.metrics.record(&outcome, started.elapsed());
+    labels.response_code = response.status().as_u16();
+    state.metrics.record(&labels, started.elapsed());
     Ok(response)
 }
 
@@ -113,7 +114,7 @@ async fn route_and_forward(
     request: Request<Incoming>,
     downstream: &Downstream,
     state: &ProxyState,
-    outcome: &mut RequestOutcome,
+    labels: &mut RequestLabels,
 ) -> Result<Response<ProxyBody>, Failure> {
     let authority = authority(&request).ok_or(Failure::BadRequest)?;
     let table: Arc<RouteTable> = match &downstream.routes {
@@ -128,13 +129,13 @@ async fn route_and_forward(
     let path = request
         .uri()
         .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let view = RequestView {
         method: request.method().as_str(),
         authority: &authority,
         scheme: if downstream.tls { "https" } else { "http" },
-        path: &path,
+        path: path.as_str(),
         headers: request.headers(),
     };
     let route = table.find(&view).ok_or(Failure::NoRoute)?;
@@ -153,11 +154,13 @@ async fn route_and_forward(
         .get(cluster_name)
         .cloned()
         .ok_or(Failure::NoCluster)?;
-    outcome.set_cluster(&cluster);
+    labels.service = cluster.service.clone();
     let endpoint = cluster.pick().ok_or(Failure::NoHealthyUpstream)?;
-    outcome.set_endpoint(&endpoint);
+    if downstream.direction == Direction::Outbound {
+        labels.destination = endpoint.workload.clone();
+    }
     let upstream = upstream_request(
-        request, &authority, &path, forward, &cluster, &endpoint, downstream, state,
+        request, &authority, path, forward, &cluster, &endpoint, downstream, state,
     );
     let sent = cluster.client.request(upstream);
     let response = match forward.timeout {
@@ -189,10 +192,10 @@ fn authority(request: &Request<Incoming>) -> Option<String> {
 fn upstream_request(
     request: Request<Incoming>,
     authority: &str,
-    path: &str,
+    path: PathAndQuery,
     forward: &Forward,
     cluster: &Cluster,
-    endpoint: &Endpoint,
+    endpoint: &LiveEndpoint,
     downstream: &Downstream,
     state: &ProxyState,
 ) -> Request<ProxyBody> {
@@ -200,7 +203,7 @@ fn upstream_request(
     strip_hop_by_hop(&mut parts.headers);
     parts.uri = Uri::builder()
         .scheme("http")
-        .authority(endpoint.address.to_string())
+        .authority(endpoint.authority.clone())
         .path_and_query(path)
         .build()
         .unwrap_or_else(|_| Uri::from_static("/"));
@@ -221,10 +224,8 @@ fn set_mesh_headers(headers: &mut HeaderMap, downstream: &Downstream, state: &Pr
     match downstream.direction {
         Direction::Outbound => {
             headers.remove(XFCC);
-            if !headers.contains_key(REQUEST_ID)
-                && let Ok(id) = HeaderValue::from_str(&request_id())
-            {
-                headers.insert(REQUEST_ID, id);
+            if !headers.contains_key(REQUEST_ID) {
+                headers.insert(REQUEST_ID, request_id());
             }
         }
         Direction::Inbound => {
@@ -250,19 +251,22 @@ fn set_mesh_headers(headers: &mut HeaderMap, downstream: &Downstream, state: &Pr
 }
 
 /// A random (version 4) UUID, as Envoy generates for `x-request-id`.
-fn request_id() -> String {
+fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes: [u8; 16] = rand::random();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    let mut text = [b'-'; 36];
+    let mut at = 0;
+    for (index, byte) in bytes.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            at += 1; // keep the dash
+        }
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
+    }
+    HeaderValue::from_bytes(&text).expect("hex digits and dashes are valid header bytes")
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

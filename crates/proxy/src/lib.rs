@@ -12,6 +12,7 @@ mod forward;
 pub mod identity;
 mod listener;
 mod listeners;
+mod metric_labels;
 mod metrics;
 mod options;
 mod route;

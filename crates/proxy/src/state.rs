@@ -20,6 +20,7 @@ use crate::cluster::{Cluster, ClusterSpec, endpoints_of};
 use crate::identity::Identity;
 use crate::listener::ListenerSpec;
 use crate::listeners::Listeners;
+use crate::metric_labels::ProxyLabels;
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use trellis_xds::NodeInfo;
@@ -31,6 +32,7 @@ pub struct ProxyState {
     pub identity: Arc<Identity>,
     pub node: NodeInfo,
     pub metrics: Arc<Metrics>,
+    pub labels: ProxyLabels,
     pub clusters: ArcSwap<ClusterMap>,
     pub routes: ArcSwap<RouteMap>,
     pub listeners: Listeners,
@@ -44,8 +46,10 @@ pub struct ProxyState {
 
 impl ProxyState {
     pub fn new(identity: Arc<Identity>, node: NodeInfo, metrics: Arc<Metrics>) -> Arc<Self> {
+        let labels = ProxyLabels::new(&node, identity.id.to_string());
         Arc::new_cyclic(|state| ProxyState {
             identity,
+            labels,
             node,
             metrics,
             clusters: ArcSwap::default(),
@@ -86,7 +90,7 @@ impl ProxyState {
                         let cluster = Cluster::new(spec, self.identity.clone());
                         if let (true, Some(endpoints)) = (cluster.spec.eds, assignments.get(&name))
                         {
-                            cluster.set_endpoints(endpoints.clone());
+                            cluster.set_endpoints(endpoints);
                         }
                         Arc::new(cluster)
                     }
@@ -110,7 +114,7 @@ impl ProxyState {
         let clusters = self.clusters.load();
         for (name, endpoints) in &compiled {
             if let Some(cluster) = clusters.get(name) {
-                cluster.set_endpoints(endpoints.clone());
+                cluster.set_endpoints(endpoints);
             }
         }
         *self.assignments.lock().unwrap_or_else(|e| e.into_inner()) = compiled;
