@@ -59,9 +59,16 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// How long a stopping proxy lets open connections finish (Istio's
+/// default termination drain duration).
+const PROXY_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn run_proxy(options: trellis_proxy::ProxyOptions) -> anyhow::Result<()> {
-    let _state = trellis_proxy::start(&options).await?;
+    let state = trellis_proxy::start(&options).await?;
     shutdown_signal().await;
+    if !state.drain.drain(PROXY_DRAIN).await {
+        tracing::warn!("connections still open after the drain period; closing them");
+    }
     Ok(())
 }
 

@@ -104,8 +104,35 @@ async fn every_hop_is_mutual_tls_with_spiffe_identities() {
         "{xfcc}"
     );
 
-    // The sidecar's Envoy-style config dump shows the mTLS subset cluster.
+    // Both sidecars count the call with Istio's labels.
+    let details = mesh.workload("details-v1");
+    let inbound = scrape(&mesh, details.address, details.stats_port).await;
+    assert_counted(
+        &inbound,
+        &[
+            "reporter=\"destination\"",
+            "source_principal=\"spiffe://cluster.local/ns/default/sa/bookinfo-productpage\"",
+            "destination_workload=\"details-v1\"",
+            "destination_service=\"details.default.svc.cluster.local\"",
+            "response_code=\"200\"",
+            "connection_security_policy=\"mutual_tls\"",
+        ],
+    );
     let productpage = mesh.workload("productpage-v1");
+    let outbound = scrape(&mesh, productpage.address, productpage.stats_port).await;
+    assert_counted(
+        &outbound,
+        &[
+            "reporter=\"source\"",
+            "source_workload=\"productpage-v1\"",
+            "destination_workload=\"details-v1\"",
+            "destination_principal=\"spiffe://cluster.local/ns/default/sa/bookinfo-details\"",
+            "destination_service_name=\"details\"",
+            "response_code=\"200\"",
+        ],
+    );
+
+    // The sidecar's Envoy-style config dump shows the mTLS subset cluster.
     let dump = mesh
         .get(&format!(
             "http://{}:{}/config_dump",
@@ -134,6 +161,32 @@ async fn every_hop_is_mutual_tls_with_spiffe_identities() {
     assert!(
         outcome.is_err(),
         "a foreign certificate got an answer: {outcome:?}"
+    );
+}
+
+async fn scrape(mesh: &UpMesh, address: std::net::Ipv4Addr, port: u16) -> String {
+    let reply = mesh
+        .get(&format!("http://{address}:{port}/stats/prometheus"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    reply.text()
+}
+
+/// A non-zero `istio_requests_total` series carrying every given label.
+fn assert_counted(exposition: &str, labels: &[&str]) {
+    let found = exposition.lines().any(|line| {
+        line.starts_with("istio_requests_total{")
+            && labels.iter().all(|label| line.contains(label))
+            && line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v >= 1.0)
+    });
+    assert!(
+        found,
+        "no istio_requests_total series with {labels:?} in:\n{exposition}"
     );
 }
 
@@ -277,6 +330,18 @@ async fn malformed_requests_get_http_errors_and_the_proxy_keeps_serving() {
         let reply = send_raw(address, huge.as_bytes()).await.unwrap();
         assert!(reply.starts_with("HTTP/1.1 431"), "{address}: {reply}");
     }
+    // HTTP/2 clients are served on both sides of the sidecar.
+    let (status, body) = h2_get(inbound, "productpage:9080", "/productpage")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"service\":\"productpage\""), "{body}");
+    let (status, body) = h2_get(outbound, "reviews:9080", "/reviews/0")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"service\":\"reviews\""), "{body}");
+
     let reply = send_raw(
         outbound,
         b"GET /x HTTP/1.1\r\nHost: nowhere.example:80\r\n\r\n",
@@ -288,4 +353,20 @@ async fn malformed_requests_get_http_errors_and_the_proxy_keeps_serving() {
         mesh.get(&mesh.url("productpage")).await.unwrap().status,
         200
     );
+}
+
+/// One HTTP/2 (prior knowledge) GET.
+async fn h2_get(address: SocketAddr, authority: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use http_body_util::BodyExt;
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let io = hyper_util::rt::TokioIo::new(tcp);
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await?;
+    tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{authority}{path}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }

@@ -101,6 +101,7 @@ async fn serve_http<S>(
         set_client_cert: chain.hcm.set_client_cert,
         tls: chain.terminate_tls,
     });
+    let mut drain = state.drain.watch();
     let service = service_fn(move |request| handle(request, downstream.clone(), state.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -111,10 +112,16 @@ async fn serve_http<S>(
     builder
         .http2()
         .max_header_list_size(MAX_HEADER_BYTES as u32);
-    if let Err(error) = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = drain.started() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
         tracing::debug!(%remote, %error, "downstream connection ended with an error");
     }
 }

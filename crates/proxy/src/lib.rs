@@ -8,6 +8,7 @@ mod body;
 mod cluster;
 mod connection;
 mod connector;
+mod drain;
 mod forward;
 pub mod identity;
 mod listener;

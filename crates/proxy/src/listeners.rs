@@ -102,6 +102,7 @@ impl Listeners {
         let spec = Arc::new(ArcSwap::from_pointee(spec));
         let state = self.state.clone();
         let shared_spec = spec.clone();
+        let mut drain = self.state.upgrade().map(|s| s.drain.watch());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -116,6 +117,7 @@ impl Listeners {
                         }
                     },
                     _ = stopped.changed() => return,
+                    () = draining(&mut drain) => return,
                 }
             }
         });
@@ -125,6 +127,13 @@ impl Listeners {
             spec,
             stop,
         }
+    }
+}
+
+async fn draining(drain: &mut Option<crate::drain::Watch>) {
+    match drain {
+        Some(watch) => watch.started().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -17,6 +17,7 @@ use trellis_xds::client::ResourceHandler;
 use trellis_xds::type_url;
 
 use crate::cluster::{Cluster, ClusterSpec, endpoints_of};
+use crate::drain::Drain;
 use crate::identity::Identity;
 use crate::listener::ListenerSpec;
 use crate::listeners::Listeners;
@@ -33,6 +34,7 @@ pub struct ProxyState {
     pub node: NodeInfo,
     pub metrics: Arc<Metrics>,
     pub labels: ProxyLabels,
+    pub drain: Drain,
     pub clusters: ArcSwap<ClusterMap>,
     pub routes: ArcSwap<RouteMap>,
     pub listeners: Listeners,
@@ -50,6 +52,7 @@ impl ProxyState {
         Arc::new_cyclic(|state| ProxyState {
             identity,
             labels,
+            drain: Drain::default(),
             node,
             metrics,
             clusters: ArcSwap::default(),

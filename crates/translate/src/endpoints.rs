@@ -46,9 +46,14 @@ pub fn for_clusters(
 fn lb_endpoint(endpoint: &MeshEndpoint) -> LbEndpoint {
     let label = |key: &str| endpoint.labels.get(key).map_or("unknown", String::as_str);
     // Istio's `istio.workload`: NAME;NAMESPACE;CANONICAL_SERVICE;REVISION;CLUSTER.
+    // Istio names an entry's workload by this label, else by the entry.
+    let workload_name = endpoint
+        .labels
+        .get("service.istio.io/workload-name")
+        .unwrap_or(&endpoint.workload_name);
     let workload = format!(
         "{};{};{};{};Kubernetes",
-        endpoint.workload_name,
+        workload_name,
         endpoint.namespace,
         label("app"),
         label("version")

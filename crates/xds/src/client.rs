@@ -79,11 +79,12 @@ impl AdsClient {
         let (requests, outbound) = mpsc::channel(16);
         for type_url in [type_url::CLUSTER, type_url::LISTENER] {
             let resume = self.accepted.get(type_url).cloned().unwrap_or_default();
-            send(
-                &requests,
-                self.request(type_url, &resume.version, "", Vec::new()),
-            )
-            .await?;
+            let mut request = self.request(type_url, &resume.version, "", Vec::new());
+            if type_url == type_url::CLUSTER {
+                // Only a stream's first request carries the node, as Envoy does.
+                request.node = Some(self.node.clone());
+            }
+            send(&requests, request).await?;
         }
         for type_url in DEPENDENT_TYPES {
             if let Some(state) = self.accepted.get(type_url).cloned() {
@@ -180,7 +181,6 @@ impl AdsClient {
     ) -> DiscoveryRequest {
         DiscoveryRequest {
             version_info: version.to_string(),
-            node: Some(self.node.clone()),
             resource_names: names,
             type_url: type_url.to_string(),
             response_nonce: nonce.to_string(),

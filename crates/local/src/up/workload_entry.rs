@@ -10,6 +10,9 @@ use serde::Serialize;
 
 use super::plan::WorkloadPlan;
 
+/// Istio's label for the workload (Deployment) a WorkloadEntry belongs to.
+pub const WORKLOAD_NAME_LABEL: &str = "service.istio.io/workload-name";
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct WorkloadEntryDocument<'a> {
@@ -30,7 +33,7 @@ struct Metadata<'a> {
 #[serde(rename_all = "camelCase")]
 struct Spec<'a> {
     address: String,
-    labels: &'a BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
     service_account: &'a str,
     ports: &'a BTreeMap<String, u16>,
 }
@@ -40,6 +43,10 @@ struct Spec<'a> {
 /// with the service account its certificate is issued for, and its ports by
 /// Service port name.
 pub fn workload_entry_yaml(workload: &WorkloadPlan, address: Ipv4Addr) -> String {
+    // Istio names a WorkloadEntry's workload by this label (metrics report
+    // the Deployment, not the pod).
+    let mut labels = workload.labels.clone();
+    labels.insert(WORKLOAD_NAME_LABEL.into(), workload.workload.clone());
     let document = WorkloadEntryDocument {
         api_version: "networking.istio.io/v1",
         kind: "WorkloadEntry",
@@ -50,7 +57,7 @@ pub fn workload_entry_yaml(workload: &WorkloadPlan, address: Ipv4Addr) -> String
         },
         spec: Spec {
             address: address.to_string(),
-            labels: &workload.labels,
+            labels,
             service_account: &workload.service_account,
             ports: &workload.entry_ports,
         },
@@ -116,7 +123,9 @@ mod tests {
             entry.spec.service_account.as_deref(),
             Some("bookinfo-reviews")
         );
-        assert_eq!(entry.spec.labels, reviews_v2().labels);
+        let mut expected = reviews_v2().labels;
+        expected.insert(WORKLOAD_NAME_LABEL.into(), "reviews-v2".into());
+        assert_eq!(entry.spec.labels, expected);
         assert_eq!(
             entry.spec.ports,
             BTreeMap::from([("http".to_owned(), 9080)])
