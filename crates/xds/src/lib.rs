@@ -5,6 +5,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod client;
+mod delta;
 pub mod json;
 pub mod node;
 pub mod resources;

@@ -62,19 +62,19 @@ impl ProxyRegistry {
         all
     }
 
-    fn update(&self, stream: u64, change: impl FnOnce(&mut ProxyStatus)) {
+    pub(crate) fn update(&self, stream: u64, change: impl FnOnce(&mut ProxyStatus)) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(status) = streams.get_mut(&stream) {
             change(status);
         }
     }
 
-    fn insert(&self, stream: u64, status: ProxyStatus) {
+    pub(crate) fn insert(&self, stream: u64, status: ProxyStatus) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         streams.insert(stream, status);
     }
 
-    fn remove(&self, stream: u64) {
+    pub(crate) fn remove(&self, stream: u64) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         streams.remove(&stream);
     }
@@ -111,12 +111,12 @@ impl<G: ResourceGenerator> AdsServer<G> {
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
-type DeltaStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
+type DeltaResponses = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl<G: ResourceGenerator> AggregatedDiscoveryService for AdsServer<G> {
     type StreamAggregatedResourcesStream = ResponseStream;
-    type DeltaAggregatedResourcesStream = DeltaStream;
+    type DeltaAggregatedResourcesStream = DeltaResponses;
 
     async fn stream_aggregated_resources(
         &self,
@@ -140,11 +140,18 @@ impl<G: ResourceGenerator> AggregatedDiscoveryService for AdsServer<G> {
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<DeltaStream>, Status> {
-        Err(Status::unimplemented(
-            "incremental (delta) xDS is not served yet; use state-of-the-world ADS",
-        ))
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<DeltaResponses>, Status> {
+        let (responses, outbound) = mpsc::channel(16);
+        let stream = crate::delta::DeltaStream::new(
+            self.next_stream.fetch_add(1, Ordering::Relaxed),
+            self.generator.clone(),
+            self.generations.clone(),
+            self.proxies.clone(),
+            responses,
+        );
+        tokio::spawn(stream.run(request.into_inner()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
     }
 }
 
