@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
 
+use crate::metrics::Convergence;
 use crate::node::NodeInfo;
 use crate::resources::{EncodedResources, TypedResources};
 use crate::server::{ProxyRegistry, ProxyStatus, ResourceGenerator};
@@ -47,6 +48,7 @@ pub(crate) struct DeltaStream<G> {
     current: Option<EncodedResources>,
     types: BTreeMap<&'static str, TypeState>,
     nonce: u64,
+    convergence: Convergence,
 }
 
 impl<G: ResourceGenerator> DeltaStream<G> {
@@ -67,6 +69,7 @@ impl<G: ResourceGenerator> DeltaStream<G> {
             current: None,
             types: BTreeMap::new(),
             nonce: 0,
+            convergence: Convergence::default(),
         }
     }
 
@@ -92,12 +95,14 @@ impl<G: ResourceGenerator> DeltaStream<G> {
                         return Err(Status::unavailable("control plane is shutting down"));
                     }
                     if self.node.is_some() {
+                        self.convergence.begin();
                         self.regenerate();
                         for type_url in type_url::PUSH_ORDER {
                             if self.types.contains_key(type_url) {
                                 self.push(type_url).await?;
                             }
                         }
+                        self.convergence.settle_if_nothing_sent();
                     }
                 }
             }
@@ -138,6 +143,8 @@ impl<G: ResourceGenerator> DeltaStream<G> {
                 Some(error) => {
                     state.held = before;
                     state.rejected = Some(version);
+                    self.proxies.metrics.rejected(type_url);
+                    self.convergence.failed();
                     let message = error.message.clone();
                     tracing::warn!(stream = self.id, r#type = type_url::short_name(type_url), %message, "proxy rejected config (delta NACK)");
                     self.proxies.update(self.id, |s| {
@@ -145,6 +152,7 @@ impl<G: ResourceGenerator> DeltaStream<G> {
                     });
                 }
                 None => {
+                    self.convergence.acked(type_url, &self.proxies.metrics);
                     let version = self
                         .current
                         .as_ref()

@@ -7,6 +7,7 @@
 pub mod client;
 mod delta;
 pub mod json;
+pub mod metrics;
 pub mod node;
 pub mod resources;
 pub mod server;

@@ -20,6 +20,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::metrics::{Convergence, XdsMetrics};
 use crate::node::NodeInfo;
 use crate::resources::EncodedResources;
 use crate::type_url;
@@ -48,10 +49,11 @@ pub struct TypeStatus {
     pub last_nack: Option<String>,
 }
 
-/// Connected proxies, by stream id.
+/// Connected proxies, by stream id, and the xDS metrics about them.
 #[derive(Debug, Default)]
 pub struct ProxyRegistry {
     streams: Mutex<HashMap<u64, ProxyStatus>>,
+    pub metrics: XdsMetrics,
 }
 
 impl ProxyRegistry {
@@ -71,12 +73,16 @@ impl ProxyRegistry {
 
     pub(crate) fn insert(&self, stream: u64, status: ProxyStatus) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        streams.insert(stream, status);
+        if streams.insert(stream, status).is_none() {
+            self.metrics.connected();
+        }
     }
 
     pub(crate) fn remove(&self, stream: u64) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        streams.remove(&stream);
+        if streams.remove(&stream).is_some() {
+            self.metrics.disconnected();
+        }
     }
 }
 
@@ -133,6 +139,7 @@ impl<G: ResourceGenerator> AggregatedDiscoveryService for AdsServer<G> {
             current: None,
             types: BTreeMap::new(),
             nonce: 0,
+            convergence: Convergence::default(),
         };
         tokio::spawn(stream.run(request.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
@@ -175,6 +182,7 @@ struct AdsStream<G> {
     current: Option<EncodedResources>,
     types: BTreeMap<&'static str, Subscription>,
     nonce: u64,
+    convergence: Convergence,
 }
 
 impl<G: ResourceGenerator> AdsStream<G> {
@@ -201,8 +209,10 @@ impl<G: ResourceGenerator> AdsStream<G> {
                         return Err(Status::unavailable("control plane is shutting down"));
                     }
                     if self.node.is_some() {
+                        self.convergence.begin();
                         self.regenerate()?;
                         self.push_changed().await?;
+                        self.convergence.settle_if_nothing_sent();
                     }
                 }
             }
@@ -226,6 +236,7 @@ impl<G: ResourceGenerator> AdsStream<G> {
             return Ok(());
         }
         if !request.response_nonce.is_empty() {
+            self.convergence.acked(type_url, &self.proxies.metrics);
             let version = request.version_info.clone();
             self.proxies.update(self.id, |status| {
                 let entry = status.types.entry(type_url).or_default();
@@ -258,7 +269,9 @@ impl<G: ResourceGenerator> AdsStream<G> {
         self.regenerate()
     }
 
-    fn record_nack(&self, type_url: &'static str, version: &str, message: &str) {
+    fn record_nack(&mut self, type_url: &'static str, version: &str, message: &str) {
+        self.proxies.metrics.rejected(type_url);
+        self.convergence.failed();
         tracing::warn!(
             stream = self.id,
             r#type = type_url::short_name(type_url),
@@ -330,6 +343,8 @@ impl<G: ResourceGenerator> AdsStream<G> {
         self.proxies.update(self.id, |status| {
             status.types.entry(type_url).or_default().sent_version = version;
         });
+        self.proxies.metrics.pushed(type_url);
+        self.convergence.sent(type_url);
         self.responses
             .send(Ok(response))
             .await

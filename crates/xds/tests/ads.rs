@@ -179,4 +179,22 @@ async fn pushes_acks_nacks_and_follows_dependent_subscriptions() {
         cds_status(&proxies).is_some_and(|(s, a, n)| s == a && n.is_none())
     })
     .await;
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    proxies.metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let value = |series: &str| {
+        text.lines()
+            .find(|line| line.starts_with(series))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(value("pilot_xds "), 1.0);
+    assert!(value("pilot_xds_pushes_total{type=\"cds\"}") >= 3.0);
+    assert_eq!(value("pilot_total_xds_rejects_total{type=\"cds\"}"), 1.0);
+    assert!(
+        value("pilot_proxy_convergence_time_count") >= 1.0,
+        "the good push after the NACK converged"
+    );
 }
