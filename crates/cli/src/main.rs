@@ -29,6 +29,9 @@ enum Command {
     Proxy(trellis_proxy::ProxyOptions),
     /// Run a demo workload (what `up` runs in place of container images).
     DemoApp(trellis_local::DemoAppArgs),
+    /// Show which proxies are connected to a control plane and whether each
+    /// holds the latest config (istioctl proxy-status).
+    ProxyStatus(trellis_control::ProxyStatusArgs),
     /// Print the version.
     Version,
 }
@@ -42,15 +45,22 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Proxy(trellis_proxy::ProxyOptions {
+        concurrency: Some(threads),
+        ..
+    }) = &cli.command
+    {
+        runtime.worker_threads(usize::from(*threads));
+    }
+    let runtime = runtime.enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => trellis_local::run_up(args).await,
             Command::ControlPlane(options) => trellis_control::run(options).await,
             Command::Proxy(options) => run_proxy(options).await,
             Command::DemoApp(args) => trellis_local::run_demo_app(args).await,
+            Command::ProxyStatus(args) => trellis_control::run_proxy_status(args).await,
             Command::Version => {
                 println!("trellis {}", env!("CARGO_PKG_VERSION"));
                 Ok(())

@@ -4,8 +4,11 @@
 #![deny(rust_2018_idioms)]
 
 mod generator;
+mod http_get;
 mod monitoring;
 mod options;
+mod status;
+mod sync;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use trellis_xds::server::AdsServer;
 
 pub use generator::SnapshotGenerator;
 pub use options::ControlPlaneOptions;
+pub use status::{ProxyStatusArgs, run_proxy_status};
 
 /// How long config changes settle before a push (an editor's save is
 /// often several file events).
@@ -43,7 +47,7 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
         .with_context(|| format!("watching {}", options.config_dir.display()))?;
     let generator = Arc::new(SnapshotGenerator::default());
     let generations = follow_snapshots(snapshots, generator.clone());
-    let ads = AdsServer::new(generator, generations);
+    let ads = AdsServer::new(generator.clone(), generations);
     let proxies = ads.proxies();
     let ads = ads.into_service();
     let certificates = CertificateService::new(ca.clone(), Arc::new(tokens)).into_server();
@@ -61,7 +65,12 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
     let plaintext = Server::builder()
         .add_service(ads)
         .serve(SocketAddr::new(ip, options.xds_port));
-    monitoring::serve(SocketAddr::new(ip, options.monitoring_port), proxies).await?;
+    monitoring::serve(
+        SocketAddr::new(ip, options.monitoring_port),
+        proxies,
+        generator,
+    )
+    .await?;
     tracing::info!(%ip, xds = options.xds_port, secure = options.secure_port, "control plane serving");
     tokio::select! {
         result = secure => result.context("secure xDS/CA server")?,

@@ -6,30 +6,47 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
-use trellis_xds::server::ProxyRegistry;
+use trellis_xds::json;
+use trellis_xds::server::{ProxyRegistry, ResourceGenerator};
+
+use crate::SnapshotGenerator;
+use crate::sync::{SyncReport, SyncedProxy};
 
 #[derive(Clone)]
 struct Monitoring {
     proxies: Arc<ProxyRegistry>,
     registry: Arc<Registry>,
+    generator: Arc<SnapshotGenerator>,
+    /// This instance's name, for `proxy-status`.
+    name: Arc<str>,
 }
 
-pub async fn serve(address: SocketAddr, proxies: Arc<ProxyRegistry>) -> anyhow::Result<()> {
+pub async fn serve(
+    address: SocketAddr,
+    proxies: Arc<ProxyRegistry>,
+    generator: Arc<SnapshotGenerator>,
+) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     proxies.metrics.register(&mut registry);
+    let name = format!("trellis@{}", address.ip()).into();
     let state = Monitoring {
         proxies,
         registry: Arc::new(registry),
+        generator,
+        name,
     };
     let router = Router::new()
         .route("/ready", get(|| async { "ready\n" }))
         .route("/metrics", get(metrics))
         .route("/debug/syncz", get(syncz))
+        .route("/debug/config_dump", get(config_dump))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(address).await?;
     tokio::spawn(async move {
@@ -53,6 +70,60 @@ async fn metrics(State(state): State<Monitoring>) -> impl IntoResponse {
     )
 }
 
-async fn syncz(State(state): State<Monitoring>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::to_value(state.proxies.snapshot()).unwrap_or_default())
+async fn syncz(State(state): State<Monitoring>) -> axum::Json<SyncReport> {
+    let proxies = state
+        .proxies
+        .snapshot()
+        .iter()
+        .map(SyncedProxy::from)
+        .collect();
+    axum::Json(SyncReport {
+        control_plane: state.name.to_string(),
+        proxies,
+    })
+}
+
+/// What the control plane would send a connected proxy now, by type URL
+/// and resource name, as proto3 JSON (Istio's `/debug/config_dump?proxyID=`).
+async fn config_dump(
+    State(state): State<Monitoring>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(id) = query.get("proxyID") else {
+        return (StatusCode::BAD_REQUEST, "proxyID is required\n").into_response();
+    };
+    let proxies = state.proxies.snapshot();
+    let Some(node) = proxies
+        .iter()
+        .find(|p| p.node_id == *id || p.node_id.contains(&format!("~{id}~")))
+        .and_then(|p| p.node.clone())
+    else {
+        return (StatusCode::NOT_FOUND, format!("no connected proxy {id}\n")).into_response();
+    };
+    let resources = match state.generator.generate(&node) {
+        Ok(Some(resources)) => resources,
+        Ok(None) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "no config loaded yet\n").into_response();
+        }
+        Err(message) => return (StatusCode::INTERNAL_SERVER_ERROR, message).into_response(),
+    };
+    let dump: BTreeMap<&str, BTreeMap<&String, serde_json::Value>> = resources
+        .by_type
+        .iter()
+        .map(|(type_url, typed)| {
+            let by_name = typed
+                .by_name
+                .iter()
+                .map(|(name, any)| {
+                    (
+                        name,
+                        json::any_to_json(any)
+                            .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()})),
+                    )
+                })
+                .collect();
+            (*type_url, by_name)
+        })
+        .collect();
+    axum::Json(dump).into_response()
 }

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
@@ -197,14 +196,8 @@ impl<G: ResourceGenerator> DeltaStream<G> {
         let info =
             NodeInfo::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
         tracing::info!(stream = self.id, node = %node.id, "proxy connected (delta)");
-        self.proxies.insert(
-            self.id,
-            ProxyStatus {
-                node_id: node.id.clone(),
-                connected_at: SystemTime::now(),
-                types: BTreeMap::new(),
-            },
-        );
+        self.proxies
+            .insert(self.id, ProxyStatus::connected(node, &info));
         self.node = Some(info);
         self.regenerate();
         Ok(())

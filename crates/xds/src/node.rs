@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 
 const NAMESPACE: &str = "NAMESPACE";
@@ -107,6 +108,9 @@ impl NodeInfo {
             cluster: format!("{}.{}", self.workload_name, self.namespace),
             metadata: Some(Struct { fields }),
             user_agent_name: "trellis".into(),
+            user_agent_version_type: Some(UserAgentVersionType::UserAgentVersion(
+                env!("CARGO_PKG_VERSION").into(),
+            )),
             ..Default::default()
         }
     }

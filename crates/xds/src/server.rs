@@ -24,6 +24,9 @@ use crate::metrics::{Convergence, XdsMetrics};
 use crate::node::NodeInfo;
 use crate::resources::EncodedResources;
 use crate::type_url;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+use envoy_types::pb::google::protobuf::value::Kind;
 
 /// Produces one proxy's resources for the current config generation.
 pub trait ResourceGenerator: Send + Sync + 'static {
@@ -35,14 +38,53 @@ pub trait ResourceGenerator: Send + Sync + 'static {
 /// What the control plane knows of each connected proxy (for
 /// `proxy-status` and debugging).
 #[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProxyStatus {
     pub node_id: String,
+    /// The proxy's cluster ID (node metadata `CLUSTER_ID`; Istio's default
+    /// is `Kubernetes`).
+    pub cluster_id: String,
+    /// The proxy's own version (its xDS user agent).
+    pub proxy_version: String,
     pub connected_at: SystemTime,
+    /// What the translator works from, to regenerate the proxy's config
+    /// for debugging.
+    #[serde(skip)]
+    pub node: Option<NodeInfo>,
     /// Per type: what was last sent and what the proxy last accepted.
     pub types: BTreeMap<&'static str, TypeStatus>,
 }
 
-#[derive(Clone, Debug, Default, serde::Serialize)]
+impl ProxyStatus {
+    pub(crate) fn connected(node: &Node, info: &NodeInfo) -> Self {
+        let cluster_id = node
+            .metadata
+            .as_ref()
+            .and_then(|m| m.fields.get("CLUSTER_ID"))
+            .and_then(|v| match &v.kind {
+                Some(Kind::StringValue(id)) => Some(id.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "Kubernetes".into());
+        let proxy_version = match &node.user_agent_version_type {
+            Some(UserAgentVersionType::UserAgentVersion(version)) => {
+                format!("{} {version}", node.user_agent_name)
+            }
+            _ => node.user_agent_name.clone(),
+        };
+        ProxyStatus {
+            node_id: node.id.clone(),
+            cluster_id,
+            proxy_version,
+            connected_at: SystemTime::now(),
+            node: Some(info.clone()),
+            types: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TypeStatus {
     pub sent_version: String,
     pub acked_version: String,
@@ -257,14 +299,8 @@ impl<G: ResourceGenerator> AdsStream<G> {
         let info =
             NodeInfo::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
         tracing::info!(stream = self.id, node = %node.id, "proxy connected");
-        self.proxies.insert(
-            self.id,
-            ProxyStatus {
-                node_id: node.id.clone(),
-                connected_at: SystemTime::now(),
-                types: BTreeMap::new(),
-            },
-        );
+        self.proxies
+            .insert(self.id, ProxyStatus::connected(node, &info));
         self.node = Some(info);
         self.regenerate()
     }
