@@ -29,6 +29,8 @@ enum Command {
     Proxy(trellis_proxy::ProxyOptions),
     /// Run a demo workload (what `up` runs in place of container images).
     DemoApp(trellis_local::DemoAppArgs),
+    /// Set up or remove a workload's traffic capture (Istio's istio-iptables).
+    Iptables(trellis_capture::IptablesArgs),
     /// Show which proxies are connected to a control plane and whether each
     /// holds the latest config (istioctl proxy-status).
     ProxyStatus(trellis_control::ProxyStatusArgs),
@@ -60,6 +62,7 @@ fn main() -> anyhow::Result<()> {
             Command::ControlPlane(options) => trellis_control::run(options).await,
             Command::Proxy(options) => run_proxy(options).await,
             Command::DemoApp(args) => trellis_local::run_demo_app(args).await,
+            Command::Iptables(args) => Ok(trellis_capture::run(&args)?),
             Command::ProxyStatus(args) => trellis_control::run_proxy_status(args).await,
             Command::Version => {
                 println!("trellis {}", env!("CARGO_PKG_VERSION"));

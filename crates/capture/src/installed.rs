@@ -1,0 +1,183 @@
+//! What capture left in a host's tables, read from `iptables-save`, and
+//! the one `iptables-restore --noflush` input that replaces it (install)
+//! or removes it (cleanup) in a single commit per table.
+
+use std::fmt::Write as _;
+
+use crate::generate::CLEANUP_TAG;
+use crate::rule::{Chain, RuleSet, Table};
+
+/// Istio's chains and the built-in chain rules that belong to capture,
+/// per table, as found on the host.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Installed {
+    tables: Vec<InstalledTable>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct InstalledTable {
+    table: Table,
+    chains: Vec<Chain>,
+    /// Rule specs as saved (`PREROUTING -p tcp -j ISTIO_INBOUND`), which
+    /// `-D` accepts back verbatim.
+    builtin_rules: Vec<String>,
+}
+
+impl Installed {
+    /// Reads `iptables-save` output. Tables other than nat and mangle and
+    /// chains not named by Istio are not capture's and are ignored.
+    pub fn parse(saved: &str) -> Installed {
+        let mut installed = Installed::default();
+        let mut current: Option<InstalledTable> = None;
+        for line in saved.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('*') {
+                installed.tables.extend(current.take());
+                current = Table::ALL
+                    .into_iter()
+                    .find(|t| t.name() == name)
+                    .map(|table| InstalledTable {
+                        table,
+                        chains: Vec::new(),
+                        builtin_rules: Vec::new(),
+                    });
+                continue;
+            }
+            let Some(table) = current.as_mut() else {
+                continue;
+            };
+            if let Some(declaration) = line.strip_prefix(':') {
+                let name = declaration.split_whitespace().next().unwrap_or_default();
+                table.chains.extend(Chain::istio_named(name));
+            } else if let Some(spec) = line.strip_prefix("-A ")
+                && is_capture_builtin_rule(spec)
+            {
+                table.builtin_rules.push(spec.to_owned());
+            }
+        }
+        installed.tables.extend(current);
+        installed
+            .tables
+            .retain(|t| !t.chains.is_empty() || !t.builtin_rules.is_empty());
+        installed
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// Restore input that removes everything installed and, if given,
+    /// installs `new` in the same commit. Chains `new` declares again are
+    /// flushed by their declaration rather than deleted.
+    pub fn replace_with(&self, new: Option<&RuleSet>) -> String {
+        let mut out = String::new();
+        for table in Table::ALL {
+            let old = self.tables.iter().find(|t| t.table == table);
+            let new_chains: Vec<Chain> = new.iter().flat_map(|set| set.chains_in(table)).collect();
+            if old.is_none() && !new.is_some_and(|set| set.uses(table)) {
+                continue;
+            }
+            let _ = writeln!(out, "*{}", table.name());
+            for chain in &new_chains {
+                let _ = writeln!(out, ":{} - [0:0]", chain.name());
+            }
+            if let Some(old) = old {
+                for spec in &old.builtin_rules {
+                    let _ = writeln!(out, "-D {spec}");
+                }
+                let stale: Vec<Chain> = old
+                    .chains
+                    .iter()
+                    .filter(|c| !new_chains.contains(c))
+                    .copied()
+                    .collect();
+                // Flush every stale chain before deleting any: they jump
+                // to each other, and a referenced chain cannot be deleted.
+                for chain in &stale {
+                    let _ = writeln!(out, "-F {}", chain.name());
+                }
+                for chain in &stale {
+                    let _ = writeln!(out, "-X {}", chain.name());
+                }
+            }
+            for rule in new
+                .iter()
+                .flat_map(|set| &set.rules)
+                .filter(|r| r.table == table)
+            {
+                let _ = writeln!(out, "{rule}");
+            }
+            out.push_str("COMMIT\n");
+        }
+        out
+    }
+}
+
+/// A rule in a built-in chain is capture's when it jumps to one of
+/// Istio's chains or carries capture's cleanup tag.
+fn is_capture_builtin_rule(spec: &str) -> bool {
+    let mut tokens = spec.split_whitespace();
+    let chain = tokens.next().unwrap_or_default();
+    if Chain::istio_named(chain).is_some() {
+        return false;
+    }
+    let tokens: Vec<&str> = tokens.collect();
+    tokens.windows(2).any(|pair| match pair {
+        ["-j", target] => Chain::istio_named(target).is_some(),
+        ["--comment", comment] => comment.trim_matches('"') == CLEANUP_TAG,
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAVED: &str = "\
+# Generated by iptables-save v1.8.9 (nf_tables)
+*filter
+:INPUT ACCEPT [0:0]
+:ISTIO_OUTPUT - [0:0]
+-A INPUT -j ISTIO_OUTPUT
+COMMIT
+*mangle
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -p tcp -m connmark --mark 0x539 -m comment --comment trellis-capture -j CONNMARK --restore-mark
+-A OUTPUT -p tcp -j MARK --set-mark 0x7
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:ISTIO_INBOUND - [0:0]
+:ISTIO_OUTPUT - [0:0]
+:MY_CHAIN - [0:0]
+-A PREROUTING -p tcp -j ISTIO_INBOUND
+-A PREROUTING -p tcp -j MY_CHAIN
+-A OUTPUT -p tcp -j ISTIO_OUTPUT
+-A ISTIO_OUTPUT -j ISTIO_INBOUND
+COMMIT
+";
+
+    #[test]
+    fn cleanup_removes_only_capture_rules_and_chains() {
+        let installed = Installed::parse(SAVED);
+        assert_eq!(
+            installed.replace_with(None),
+            "*mangle\n\
+             -D OUTPUT -p tcp -m connmark --mark 0x539 -m comment --comment trellis-capture -j CONNMARK --restore-mark\n\
+             COMMIT\n\
+             *nat\n\
+             -D PREROUTING -p tcp -j ISTIO_INBOUND\n\
+             -D OUTPUT -p tcp -j ISTIO_OUTPUT\n\
+             -F ISTIO_INBOUND\n-F ISTIO_OUTPUT\n-X ISTIO_INBOUND\n-X ISTIO_OUTPUT\n\
+             COMMIT\n"
+        );
+    }
+
+    #[test]
+    fn nothing_installed_means_nothing_to_do() {
+        let saved = "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j MY_CHAIN\nCOMMIT\n";
+        assert!(Installed::parse(saved).is_empty());
+        assert!(Installed::parse("").replace_with(None).is_empty());
+    }
+}
