@@ -2,6 +2,9 @@
 
 mod destination_rule;
 mod duration;
+mod gateway;
+mod service_entry;
+mod sidecar;
 mod string_match;
 mod virtual_service;
 mod workload_entry;
@@ -10,6 +13,9 @@ use serde::Deserialize;
 
 pub use destination_rule::*;
 pub use duration::{InvalidDuration, parse_duration};
+pub use gateway::*;
+pub use service_entry::*;
+pub use sidecar::*;
 pub use string_match::StringMatch;
 pub use virtual_service::*;
 pub use workload_entry::WorkloadEntry;

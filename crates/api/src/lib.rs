@@ -11,10 +11,11 @@
 //!   1-based line and column). A broken document does not hide the others.
 //! - Istio specs reject unknown fields, as Istio does; Kubernetes objects
 //!   ignore them, as real manifests carry many. Kinds Trellis does not
-//!   handle (Gateway, ServiceEntry, ConfigMap...) are skipped with a warning.
+//!   handle (ConfigMap, EnvoyFilter...) are skipped with a warning.
 //! - [`validate()`] checks one resource; [`parse_yaml`] only returns
 //!   resources that pass, and reports the same kind/namespace/name defined
-//!   twice in one text as an error.
+//!   twice in one text as an error. [`read_documents`] keeps invalid
+//!   resources with their errors, for tools that report per resource.
 //!
 //! Decisions where Istio or Kubernetes leave room:
 //! - Any scalar reads as a string where a string is expected (`version: 1`),
@@ -39,6 +40,7 @@ mod yaml;
 pub use error::{ConfigError, Position};
 pub use istio::*;
 pub use kube::*;
-pub use load::{ParseOutcome, parse_yaml};
+pub use load::{Document, ParseOutcome, parse_yaml, read_documents};
 pub use meta::{AnyResource, DEFAULT_NAMESPACE, ObjectMeta, Resource, ResourceKey, SourceRef};
+pub use validate::network::Protocol;
 pub use validate::{Violation, validate};

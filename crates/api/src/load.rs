@@ -31,26 +31,140 @@ impl ParseOutcome {
 /// Reads every document of a (possibly multi-document) YAML text. `file` is
 /// only used to label resources and errors.
 pub fn parse_yaml(file: &Path, text: &str) -> ParseOutcome {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut loader = Loader {
-        file,
-        outcome: ParseOutcome::default(),
-        first_definition: HashMap::new(),
-    };
-    for document in parse_documents(text) {
+    let mut outcome = ParseOutcome::default();
+    let mut first_definition = HashMap::new();
+    for document in read_documents(file, text) {
         match document {
-            Ok(root) => loader.load_document(&root),
-            Err(syntax) => loader.error(syntax.position, "", syntax.message),
+            Document::Unreadable(errors) => outcome.errors.extend(errors),
+            Document::Unsupported(warning) => outcome.warnings.push(warning),
+            Document::Resource { violations, .. } if !violations.is_empty() => {
+                outcome.errors.extend(violations);
+            }
+            Document::Resource {
+                resource,
+                name_position,
+                ..
+            } => {
+                let key = resource.key();
+                if let Some(first) = first_definition.get(&key) {
+                    let message = format!("{key} is already defined at line {first}");
+                    let error = ConfigError::new(file, name_position, "metadata.name", message);
+                    outcome.errors.push(error);
+                    continue;
+                }
+                first_definition.insert(key, resource.source().line);
+                outcome.resources.push(resource);
+            }
         }
     }
-    loader.outcome
+    outcome
 }
 
-struct Loader<'a> {
-    file: &'a Path,
-    outcome: ParseOutcome,
-    /// Where each resource key was first defined in this text.
-    first_definition: HashMap<crate::meta::ResourceKey, Position>,
+/// One document of a text, as read, before any filtering: tools that report
+/// problems per resource (`trellis analyze`) need invalid resources too.
+// Documents are consumed as soon as they are read; boxing the resource would
+// cost an allocation per document for no saving.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Document {
+    /// A resource of a kind Trellis reads, with what validation found wrong
+    /// with it (empty when valid), each error located in the text.
+    Resource {
+        resource: AnyResource,
+        violations: Vec<ConfigError>,
+        /// Where `metadata.name` is written, to point at duplicates.
+        name_position: Position,
+    },
+    /// A document that could not be read: a syntax error, a field of the
+    /// wrong type, an unknown field, a missing `apiVersion` or `kind`.
+    Unreadable(Vec<ConfigError>),
+    /// A kind (or apiVersion) Trellis does not read, as a warning.
+    Unsupported(ConfigError),
+}
+
+/// Reads every document of `text` without dropping invalid resources or
+/// checking for duplicates; [`parse_yaml`] is built on it.
+pub fn read_documents(file: &Path, text: &str) -> Vec<Document> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    parse_documents(text)
+        .into_iter()
+        .map(|document| match document {
+            Ok(root) => read_document(file, &root),
+            Err(syntax) => Document::Unreadable(vec![ConfigError::new(
+                file,
+                syntax.position,
+                "",
+                syntax.message,
+            )]),
+        })
+        .collect()
+}
+
+fn read_document(file: &Path, root: &Node) -> Document {
+    let (api_version, kind) = match read_type(file, root) {
+        Ok(type_fields) => type_fields,
+        Err(errors) => return Document::Unreadable(errors),
+    };
+    let Some(known) = KnownKind::from_kind(kind).filter(|k| k.accepts(api_version)) else {
+        let message = format!("skipping unsupported resource {kind} ({api_version})");
+        return Document::Unsupported(ConfigError::new(file, root.position, "", message));
+    };
+    let source = SourceRef {
+        file: file.to_path_buf(),
+        line: root.position.line,
+        column: root.position.column,
+    };
+    let header = Header {
+        api_version,
+        kind,
+        source,
+    };
+    let resource = match known.read(root, header) {
+        Ok(resource) => resource,
+        Err(error) => {
+            let (field, position) = error
+                .location
+                .unwrap_or_else(|| (String::new(), root.position));
+            let error = ConfigError::new(file, position, field, error.message);
+            return Document::Unreadable(vec![error]);
+        }
+    };
+    let positions = PositionMap::of_document(root);
+    let violations = validate(&resource)
+        .into_iter()
+        .map(|violation| {
+            let position = positions.locate(&violation.field);
+            ConfigError::new(file, position, violation.field, violation.message)
+        })
+        .collect();
+    Document::Resource {
+        resource,
+        violations,
+        name_position: positions.locate("metadata.name"),
+    }
+}
+
+/// `apiVersion` and `kind`, or an error for each that is missing.
+fn read_type<'n>(file: &Path, root: &'n Node) -> Result<(&'n str, &'n str), Vec<ConfigError>> {
+    if !root.is_mapping() {
+        let error = ConfigError::new(file, root.position, "", "a resource must be a mapping");
+        return Err(vec![error]);
+    }
+    let mut errors = Vec::new();
+    let mut field = |name: &str| match root.get(name).and_then(Node::as_scalar) {
+        Some(value) if !value.is_empty() => Some(value),
+        _ => {
+            let message = format!("missing required field \"{name}\"");
+            errors.push(ConfigError::new(file, root.position, name, message));
+            None
+        }
+    };
+    let api_version = field("apiVersion");
+    let kind = field("kind");
+    match (api_version, kind) {
+        (Some(api_version), Some(kind)) => Ok((api_version, kind)),
+        _ => Err(errors),
+    }
 }
 
 /// The kinds Trellis reads, by `kind` and accepted `apiVersion`s.
@@ -63,6 +177,10 @@ enum KnownKind {
     VirtualService,
     DestinationRule,
     WorkloadEntry,
+    Gateway,
+    ServiceEntry,
+    Sidecar,
+    Pod,
 }
 
 impl KnownKind {
@@ -75,19 +193,27 @@ impl KnownKind {
             "VirtualService" => KnownKind::VirtualService,
             "DestinationRule" => KnownKind::DestinationRule,
             "WorkloadEntry" => KnownKind::WorkloadEntry,
+            "Gateway" => KnownKind::Gateway,
+            "ServiceEntry" => KnownKind::ServiceEntry,
+            "Sidecar" => KnownKind::Sidecar,
+            "Pod" => KnownKind::Pod,
             _ => return None,
         })
     }
 
     fn accepts(self, api_version: &str) -> bool {
         match self {
-            KnownKind::Service | KnownKind::ServiceAccount | KnownKind::Namespace => {
-                api_version == "v1"
-            }
+            KnownKind::Service
+            | KnownKind::ServiceAccount
+            | KnownKind::Namespace
+            | KnownKind::Pod => api_version == "v1",
             KnownKind::Deployment => api_version == "apps/v1",
-            KnownKind::VirtualService | KnownKind::DestinationRule | KnownKind::WorkloadEntry => {
-                NETWORKING_API_VERSIONS.contains(&api_version)
-            }
+            KnownKind::VirtualService
+            | KnownKind::DestinationRule
+            | KnownKind::WorkloadEntry
+            | KnownKind::Gateway
+            | KnownKind::ServiceEntry
+            | KnownKind::Sidecar => NETWORKING_API_VERSIONS.contains(&api_version),
         }
     }
 }
@@ -101,88 +227,6 @@ struct Envelope<T> {
     metadata: ObjectMeta,
     #[serde(default)]
     spec: T,
-}
-
-impl Loader<'_> {
-    fn error(&mut self, position: Position, field: &str, message: impl Into<String>) {
-        let error = ConfigError::new(self.file, position, field, message);
-        self.outcome.errors.push(error);
-    }
-
-    fn load_document(&mut self, root: &Node) {
-        let Some((api_version, kind)) = self.read_type(root) else {
-            return;
-        };
-        let Some(known) = KnownKind::from_kind(kind).filter(|k| k.accepts(api_version)) else {
-            let message = format!("skipping unsupported resource {kind} ({api_version})");
-            let warning = ConfigError::new(self.file, root.position, "", message);
-            self.outcome.warnings.push(warning);
-            return;
-        };
-        let source = SourceRef {
-            file: self.file.to_path_buf(),
-            line: root.position.line,
-            column: root.position.column,
-        };
-        let header = Header {
-            api_version,
-            kind,
-            source,
-        };
-        match known.read(root, header) {
-            Ok(resource) => self.accept(root, resource),
-            Err(error) => {
-                let (field, position) = error
-                    .location
-                    .unwrap_or_else(|| (String::new(), root.position));
-                self.error(position, &field, error.message);
-            }
-        }
-    }
-
-    /// `apiVersion` and `kind`, or an error when either is missing.
-    fn read_type<'n>(&mut self, root: &'n Node) -> Option<(&'n str, &'n str)> {
-        if !root.is_mapping() {
-            self.error(root.position, "", "a resource must be a mapping");
-            return None;
-        }
-        let mut field = |name: &str| match root.get(name).and_then(Node::as_scalar) {
-            Some(value) if !value.is_empty() => Some(value),
-            _ => {
-                self.error(
-                    root.position,
-                    name,
-                    format!("missing required field \"{name}\""),
-                );
-                None
-            }
-        };
-        let api_version = field("apiVersion");
-        let kind = field("kind");
-        Some((api_version?, kind?))
-    }
-
-    /// Validates a parsed resource and keeps it when valid.
-    fn accept(&mut self, root: &Node, resource: AnyResource) {
-        let violations = validate(&resource);
-        if !violations.is_empty() {
-            let positions = PositionMap::of_document(root);
-            for violation in violations {
-                let position = positions.locate(&violation.field);
-                self.error(position, &violation.field, violation.message);
-            }
-            return;
-        }
-        let key = resource.key();
-        if let Some(first) = self.first_definition.get(&key) {
-            let message = format!("{key} is already defined at line {}", first.line);
-            let position = PositionMap::of_document(root).locate("metadata.name");
-            self.error(position, "metadata.name", message);
-            return;
-        }
-        self.first_definition.insert(key, root.position);
-        self.outcome.resources.push(resource);
-    }
 }
 
 /// What is known of a document before its body is read.
@@ -206,6 +250,10 @@ impl KnownKind {
             KnownKind::VirtualService => AnyResource::VirtualService(typed(root, header)?),
             KnownKind::DestinationRule => AnyResource::DestinationRule(typed(root, header)?),
             KnownKind::WorkloadEntry => AnyResource::WorkloadEntry(typed(root, header)?),
+            KnownKind::Gateway => AnyResource::Gateway(typed(root, header)?),
+            KnownKind::ServiceEntry => AnyResource::ServiceEntry(typed(root, header)?),
+            KnownKind::Sidecar => AnyResource::Sidecar(typed(root, header)?),
+            KnownKind::Pod => AnyResource::Pod(typed(root, header)?),
         })
     }
 }
@@ -224,5 +272,7 @@ fn typed<T: DeserializeOwned + Default>(
     })
 }
 
+#[cfg(test)]
+mod networking_tests;
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::istio::{DestinationRule, VirtualService, WorkloadEntry};
-use crate::kube::{DeploymentSpec, NamespaceSpec, ServiceAccountSpec, ServiceSpec};
+use crate::istio::{
+    DestinationRule, Gateway, ServiceEntry, Sidecar, VirtualService, WorkloadEntry,
+};
+use crate::kube::{DeploymentSpec, NamespaceSpec, PodSpec, ServiceAccountSpec, ServiceSpec};
 
 /// The namespace of a namespaced resource that does not name one.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -136,6 +138,11 @@ pub enum AnyResource {
     VirtualService(Resource<VirtualService>),
     DestinationRule(Resource<DestinationRule>),
     WorkloadEntry(Resource<WorkloadEntry>),
+    Gateway(Resource<Gateway>),
+    ServiceEntry(Resource<ServiceEntry>),
+    Sidecar(Resource<Sidecar>),
+    /// A pod as written in a manifest; its labels are in `meta.labels`.
+    Pod(Resource<PodSpec>),
 }
 
 /// Applies `$body` to the `Resource<_>` inside any variant.
@@ -149,6 +156,10 @@ macro_rules! each_variant {
             AnyResource::VirtualService($resource) => $body,
             AnyResource::DestinationRule($resource) => $body,
             AnyResource::WorkloadEntry($resource) => $body,
+            AnyResource::Gateway($resource) => $body,
+            AnyResource::ServiceEntry($resource) => $body,
+            AnyResource::Sidecar($resource) => $body,
+            AnyResource::Pod($resource) => $body,
         }
     };
 }

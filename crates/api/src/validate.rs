@@ -3,12 +3,17 @@
 //! a field path; the loader turns it into a line and column.
 
 mod destination_rule;
+mod gateway;
 mod kube;
+pub mod network;
+mod service_entry;
+mod sidecar;
 mod virtual_service;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::istio::{Destination, Percent, StringMatch, parse_duration};
+use crate::istio::{ConnectionPoolSettings, Destination, Percent, StringMatch, parse_duration};
 use crate::meta::{AnyResource, ObjectMeta};
 
 /// One thing wrong with a resource, located by field path.
@@ -37,6 +42,12 @@ pub fn validate(resource: &AnyResource) -> Vec<Violation> {
         AnyResource::Deployment(deployment) => {
             kube::validate_deployment(&mut violations, &deployment.spec);
         }
+        AnyResource::Gateway(gateway) => {
+            gateway::validate(&mut violations, gateway.name(), &gateway.spec);
+        }
+        AnyResource::ServiceEntry(entry) => service_entry::validate(&mut violations, &entry.spec),
+        AnyResource::Sidecar(sidecar) => sidecar::validate(&mut violations, &sidecar.spec),
+        AnyResource::Pod(pod) => kube::validate_pod(&mut violations, &pod.spec),
         AnyResource::ServiceAccount(_) | AnyResource::Namespace(_) => {}
     }
     violations.0
@@ -144,6 +155,110 @@ impl Violations {
             destination.port.map(|port| port.number),
         );
     }
+}
+
+/// Kubernetes label syntax for every key and value of `labels` (Istio's
+/// `labels.Instance.Validate`).
+pub(crate) fn labels(violations: &mut Violations, field: &str, labels: &BTreeMap<String, String>) {
+    for (key, value) in labels {
+        let entry = crate::yaml::child_key(field, key);
+        if !is_label_key(key) {
+            violations.push(&entry, format!("invalid tag key: {key:?}"));
+        }
+        if !is_label_value(value) {
+            violations.push(&entry, format!("invalid tag value: {value:?}"));
+        }
+    }
+}
+
+/// A networking workload selector: no empty keys and no wildcards.
+pub(crate) fn workload_labels(
+    violations: &mut Violations,
+    field: &str,
+    labels: &BTreeMap<String, String>,
+) {
+    for (key, value) in labels {
+        let entry = crate::yaml::child_key(field, key);
+        let pair = format!("{key}={value}");
+        if key.is_empty() {
+            violations.push(
+                &entry,
+                format!("empty key is not supported in selector: {pair:?}"),
+            );
+        }
+        if key.contains('*') || value.contains('*') {
+            violations.push(
+                &entry,
+                format!("wildcard is not supported in selector: {pair:?}"),
+            );
+        }
+    }
+}
+
+/// `exportTo`: `*`, `.`, namespaces, and for ServiceEntries `~`; no
+/// duplicates, and `*` or `~` alone.
+pub(crate) fn export_to(
+    violations: &mut Violations,
+    field: &str,
+    values: &[String],
+    service_entry: bool,
+) {
+    let mut seen = BTreeSet::new();
+    for (index, value) in values.iter().enumerate() {
+        let entry = format!("{field}[{index}]");
+        let allowed = matches!(value.as_str(), "*" | ".")
+            || (service_entry && value == "~")
+            || is_dns1123_label(value);
+        if !allowed {
+            violations.push(&entry, format!("only . or * or a valid DNS 1123 label is allowed as exportTo entry, found {value:?}"));
+        } else if !seen.insert(value.as_str()) {
+            violations.push(
+                &entry,
+                format!("duplicate entries in exportTo for entry {value}"),
+            );
+        }
+    }
+    if values.len() > 1 && seen.contains("*") {
+        violations.push(
+            field,
+            "cannot have both public (*) and non-public exportTo values for a resource",
+        );
+    }
+    if values.len() > 1 && seen.contains("~") {
+        violations.push(
+            field,
+            "cannot export service entry to no one (~) and someone",
+        );
+    }
+}
+
+pub(crate) fn connection_pool(
+    violations: &mut Violations,
+    field: &str,
+    pool: &ConnectionPoolSettings,
+) {
+    destination_rule::validate_connection_pool(violations, field, pool);
+}
+
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    prefix.is_none_or(|prefix| !prefix.is_empty() && is_dns1123_subdomain(prefix))
+        && !name.is_empty()
+        && is_label_value(name)
+}
+
+fn is_label_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.is_empty()
+        || (bytes.len() <= 63
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+            && bytes.last().is_some_and(u8::is_ascii_alphanumeric))
 }
 
 /// A DNS-1123 label: what Kubernetes requires of namespace and port names.

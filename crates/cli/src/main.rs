@@ -29,6 +29,10 @@ enum Command {
     Proxy(trellis_proxy::ProxyOptions),
     /// Run a demo workload (what `up` runs in place of container images).
     DemoApp(trellis_local::DemoAppArgs),
+    /// Check manifests as Istio's admission webhook would (istioctl validate).
+    Validate(trellis_analyze::ValidateArgs),
+    /// Find cross-resource mistakes in manifests (istioctl analyze).
+    Analyze(trellis_analyze::AnalyzeArgs),
     /// Set up or remove a workload's traffic capture (Istio's istio-iptables).
     Iptables(trellis_capture::IptablesArgs),
     /// Show which proxies are connected to a control plane and whether each
@@ -62,6 +66,8 @@ fn main() -> anyhow::Result<()> {
             Command::ControlPlane(options) => trellis_control::run(options).await,
             Command::Proxy(options) => run_proxy(options).await,
             Command::DemoApp(args) => trellis_local::run_demo_app(args).await,
+            Command::Validate(args) => std::process::exit(trellis_analyze::run_validate(&args)?),
+            Command::Analyze(args) => std::process::exit(trellis_analyze::run_analyze(&args)?),
             Command::Iptables(args) => Ok(trellis_capture::run(&args)?),
             Command::ProxyStatus(args) => trellis_control::run_proxy_status(args).await,
             Command::Version => {

@@ -131,7 +131,7 @@ fn validate_load_balancer(violations: &mut Violations, field: &str, lb: &LoadBal
     }
 }
 
-fn validate_connection_pool(
+pub(super) fn validate_connection_pool(
     violations: &mut Violations,
     field: &str,
     pool: &ConnectionPoolSettings,

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::{Violations, is_dns1123_label};
 use crate::istio::WorkloadEntry;
-use crate::kube::{DeploymentSpec, ServiceSpec};
+use crate::kube::{Container, DeploymentSpec, PodSpec, ServiceSpec};
 
 pub(super) fn validate_service(violations: &mut Violations, spec: &ServiceSpec) {
     let mut names = BTreeSet::new();
@@ -32,11 +32,20 @@ pub(super) fn validate_service(violations: &mut Violations, spec: &ServiceSpec) 
 }
 
 pub(super) fn validate_deployment(violations: &mut Violations, spec: &DeploymentSpec) {
-    for (c, container) in spec.template.spec.containers.iter().enumerate() {
+    let containers = &spec.template.spec.containers;
+    validate_containers(violations, "spec.template.spec.containers", containers);
+}
+
+pub(super) fn validate_pod(violations: &mut Violations, spec: &PodSpec) {
+    validate_containers(violations, "spec.containers", &spec.containers);
+}
+
+fn validate_containers(violations: &mut Violations, field: &str, containers: &[Container]) {
+    for (c, container) in containers.iter().enumerate() {
         for (p, port) in container.ports.iter().enumerate() {
             if port.container_port == 0 {
                 violations.push(
-                    format!("spec.template.spec.containers[{c}].ports[{p}].containerPort"),
+                    format!("{field}[{c}].ports[{p}].containerPort"),
                     "must be between 1 and 65535, inclusive",
                 );
             }

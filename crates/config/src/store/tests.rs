@@ -189,8 +189,9 @@ fn unreadable_files_and_directories_keep_what_they_held() {
 #[test]
 fn warnings_are_reported_once() {
     let mut store = ConfigStore::new();
-    let gateway = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n";
-    let update = store.apply(reading(&[("gw.yaml", gateway)]));
+    let filter =
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: gw}\n";
+    let update = store.apply(reading(&[("gw.yaml", filter)]));
     assert_eq!(update.reports.len(), 1);
     assert_eq!(update.reports[0].severity, Severity::Warning);
     assert!(
@@ -200,7 +201,7 @@ fn warnings_are_reported_once() {
     );
     assert!(
         store
-            .apply(reading(&[("gw.yaml", gateway)]))
+            .apply(reading(&[("gw.yaml", filter)]))
             .reports
             .is_empty()
     );
