@@ -69,6 +69,7 @@ pub struct Cluster {
     endpoints: ArcSwap<Vec<LiveEndpoint>>,
     next: AtomicUsize,
     pub client: Client<MeshConnector, ProxyBody>,
+    pub retry_budget: crate::retry::RetryBudget,
 }
 
 impl ClusterSpec {
@@ -211,6 +212,7 @@ impl Cluster {
             spec,
             next: AtomicUsize::new(0),
             client,
+            retry_budget: crate::retry::RetryBudget::default(),
         };
         cluster.set_endpoints(&cluster.spec.static_endpoints);
         cluster

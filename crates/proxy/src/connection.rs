@@ -100,6 +100,7 @@ async fn serve_http<S>(
         },
         set_client_cert: chain.hcm.set_client_cert,
         tls: chain.terminate_tls,
+        fault_filter: chain.hcm.fault_filter,
     });
     let mut drain = state.drain.watch();
     let service = service_fn(move |request| handle(request, downstream.clone(), state.clone()));

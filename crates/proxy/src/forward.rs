@@ -1,6 +1,8 @@
 //! The HTTP connection manager and router: finds the route for a request,
-//! picks a weighted cluster and an endpoint, forwards, and maps every
-//! failure to the status and response flag Envoy would use.
+//! applies the route's fault, answers redirects and direct responses, or
+//! picks a weighted cluster and sends the request there (see
+//! [`crate::attempt`] for retries), and maps every failure to the status
+//! and response flags Envoy would use.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,16 +10,20 @@ use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::attempt::{Attempts, UpstreamHead};
 use crate::body::{ProxyBody, full};
-use crate::cluster::{Cluster, LiveEndpoint};
+use crate::cluster::Cluster;
 use crate::connection::Peer;
 use crate::listener::{Direction, RouteSource};
 use crate::metrics::RequestLabels;
-use crate::route::{Forward, RequestView, RouteAction, RouteTable};
+use crate::replay::{BUFFER_LIMIT, RequestBody};
+use crate::response_flags::{Flag, ResponseFlags};
+use crate::rewrite::{Origin, Redirect};
+use crate::route::{ClusterTarget, Forward, RequestView, Route, RouteAction, RouteTable};
 use crate::state::ProxyState;
 
 const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
@@ -32,45 +38,53 @@ pub struct Downstream {
     pub routes: RouteSource,
     pub set_client_cert: bool,
     pub tls: bool,
+    /// The connection manager runs the fault filter (routes configure it).
+    pub fault_filter: bool,
 }
 
-/// Why the proxy answered itself (Envoy's response flags).
+/// What is learnt about a request while it is handled, for its metrics.
+pub struct Exchange {
+    pub labels: RequestLabels,
+    pub flags: ResponseFlags,
+}
+
+/// Why the proxy answered itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// NR: no route matched.
     NoRoute,
-    /// NC: the route names a cluster the proxy does not have.
     NoCluster,
-    /// UH: the cluster has no endpoints.
     NoHealthyUpstream,
-    /// UF: connecting to the upstream failed.
     UpstreamUnreachable,
-    /// UT: the route's timeout elapsed.
+    /// The upstream reset or closed the stream before answering (UR).
+    UpstreamReset,
     UpstreamTimeout,
-    /// DPE: the request is unusable (no authority).
     BadRequest,
+    DownstreamDisconnected,
 }
 
 impl Failure {
     pub fn status(self) -> StatusCode {
         match self {
             Failure::NoRoute => StatusCode::NOT_FOUND,
-            Failure::NoCluster | Failure::NoHealthyUpstream | Failure::UpstreamUnreachable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Failure::NoCluster
+            | Failure::NoHealthyUpstream
+            | Failure::UpstreamUnreachable
+            | Failure::UpstreamReset => StatusCode::SERVICE_UNAVAILABLE,
             Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Failure::BadRequest => StatusCode::BAD_REQUEST,
+            Failure::BadRequest | Failure::DownstreamDisconnected => StatusCode::BAD_REQUEST,
         }
     }
 
-    pub fn flag(self) -> &'static str {
+    pub fn flag(self) -> Flag {
         match self {
-            Failure::NoRoute => "NR",
-            Failure::NoCluster => "NC",
-            Failure::NoHealthyUpstream => "UH",
-            Failure::UpstreamUnreachable => "UF",
-            Failure::UpstreamTimeout => "UT",
-            Failure::BadRequest => "DPE",
+            Failure::NoRoute => Flag::NoRoute,
+            Failure::NoCluster => Flag::NoCluster,
+            Failure::NoHealthyUpstream => Flag::NoHealthyUpstream,
+            Failure::UpstreamUnreachable => Flag::UpstreamUnreachable,
+            Failure::UpstreamReset => Flag::UpstreamReset,
+            Failure::UpstreamTimeout => Flag::UpstreamTimeout,
+            Failure::BadRequest => Flag::BadRequest,
+            Failure::DownstreamDisconnected => Flag::DownstreamDisconnected,
         }
     }
 
@@ -80,9 +94,20 @@ impl Failure {
             Failure::NoCluster => "no cluster\n",
             Failure::NoHealthyUpstream => "no healthy upstream\n",
             Failure::UpstreamUnreachable => "upstream connect error\n",
+            Failure::UpstreamReset => "upstream reset before response started\n",
             Failure::UpstreamTimeout => "upstream request timeout\n",
             Failure::BadRequest => "bad request: missing authority\n",
+            Failure::DownstreamDisconnected => "downstream disconnected\n",
         }
+    }
+
+    fn response(self) -> Response<ProxyBody> {
+        let mut response = Response::new(full(self.body()));
+        *response.status_mut() = self.status();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        response
     }
 }
 
@@ -91,30 +116,54 @@ pub async fn handle(
     downstream: Arc<Downstream>,
     state: Arc<ProxyState>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let started = Instant::now();
-    let mut labels = downstream.labels.clone();
-    let response = match route_and_forward(request, &downstream, &state, &mut labels).await {
+    let mut recording = Recording {
+        exchange: Exchange {
+            labels: downstream.labels.clone(),
+            flags: ResponseFlags::default(),
+        },
+        state: state.clone(),
+        started: Instant::now(),
+        response_code: None,
+    };
+    let outcome = route_and_forward(request, &downstream, &state, &mut recording.exchange).await;
+    let response = match outcome {
         Ok(response) => response,
         Err(failure) => {
-            labels.response_flags = failure.flag();
-            let mut response = Response::new(full(failure.body()));
-            *response.status_mut() = failure.status();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            response
+            recording.exchange.flags.set(failure.flag());
+            failure.response()
         }
     };
-    labels.response_code = response.status().as_u16();
-    state.metrics.record(&labels, started.elapsed());
+    recording.response_code = Some(response.status().as_u16());
     Ok(response)
+}
+
+/// Counts a request in the metrics when it ends: answered, or abandoned
+/// by the client mid-way (its future dropped), which Envoy counts with
+/// response code 0 and flag DC.
+struct Recording {
+    exchange: Exchange,
+    state: Arc<ProxyState>,
+    started: Instant,
+    response_code: Option<u16>,
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if self.response_code.is_none() {
+            self.exchange.flags.set(Flag::DownstreamDisconnected);
+        }
+        let labels = &mut self.exchange.labels;
+        labels.response_flags = self.exchange.flags.as_str();
+        labels.response_code = self.response_code.unwrap_or(0);
+        self.state.metrics.record(labels, self.started.elapsed());
+    }
 }
 
 async fn route_and_forward(
     request: Request<Incoming>,
     downstream: &Downstream,
-    state: &ProxyState,
-    labels: &mut RequestLabels,
+    state: &Arc<ProxyState>,
+    exchange: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Failure> {
     let authority = authority(&request).ok_or(Failure::BadRequest)?;
     let table: Arc<RouteTable> = match &downstream.routes {
@@ -131,50 +180,130 @@ async fn route_and_forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let scheme = if downstream.tls { "https" } else { "http" };
     let view = RequestView {
         method: request.method().as_str(),
         authority: &authority,
-        scheme: if downstream.tls { "https" } else { "http" },
+        scheme,
         path: path.as_str(),
         headers: request.headers(),
     };
     let route = table.find(&view).ok_or(Failure::NoRoute)?;
-    let forward = match &route.action {
-        RouteAction::DirectResponse { status, body } => {
-            let mut response = Response::new(full(body.clone()));
-            *response.status_mut() = *status;
+    // As in Envoy, the weighted cluster is chosen with the route, so that
+    // even a request the fault filter answers is counted against it.
+    let plan = match &route.action {
+        RouteAction::Forward(forward) => {
+            let target = forward.pick(rand::random_range(0..forward.total_weight));
+            let cluster = state.clusters.load().get(&target.name).cloned();
+            if let Some(cluster) = &cluster {
+                exchange.labels.service = cluster.service.clone();
+            }
+            Plan::Forward(forward, target, cluster)
+        }
+        RouteAction::DirectResponse { status, body } => Plan::Direct(*status, body),
+        RouteAction::Redirect(redirect) => Plan::Redirect(redirect),
+    };
+    if let Some(fault) = route.fault.as_ref().filter(|_| downstream.fault_filter) {
+        if let Some(delay) = fault.delay() {
+            exchange.flags.set(Flag::DelayInjected);
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(response) = fault.abort() {
+            exchange.flags.set(Flag::FaultInjected);
             return Ok(response);
         }
-        RouteAction::Forward(forward) => forward,
-    };
-    let cluster_name = forward.pick(rand::random_range(0..forward.total_weight));
-    let cluster = state
-        .clusters
-        .load()
-        .get(cluster_name)
-        .cloned()
-        .ok_or(Failure::NoCluster)?;
-    labels.service = cluster.service.clone();
-    let endpoint = cluster.pick().ok_or(Failure::NoHealthyUpstream)?;
-    if downstream.direction == Direction::Outbound {
-        labels.destination = endpoint.workload.clone();
     }
-    let upstream = upstream_request(
-        request, &authority, path, forward, &cluster, &endpoint, downstream, state,
-    );
-    let sent = cluster.client.request(upstream);
+    let mut response = match plan {
+        Plan::Direct(status, body) => {
+            let mut response = Response::new(full(body.to_string()));
+            *response.status_mut() = status;
+            response
+        }
+        Plan::Redirect(redirect) => {
+            let origin = Origin {
+                scheme,
+                authority: &authority,
+                path_and_query: path.as_str(),
+                matched: route.matched_len(path.as_str()),
+            };
+            let mut response = Response::new(full(""));
+            *response.status_mut() = redirect.status;
+            if let Ok(location) = HeaderValue::from_str(&redirect.location(&origin)) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Plan::Forward(forward, target, cluster) => {
+            let routed = Routed {
+                route,
+                forward,
+                target,
+                cluster: cluster.ok_or(Failure::NoCluster)?,
+                authority: &authority,
+                path,
+            };
+            forward_to_cluster(request, routed, downstream, state, exchange).await?
+        }
+    };
+    route.response_headers.apply(response.headers_mut());
+    Ok(response)
+}
+
+/// What the route does with this request.
+enum Plan<'a> {
+    Forward(&'a Forward, &'a ClusterTarget, Option<Arc<Cluster>>),
+    Direct(StatusCode, &'a str),
+    Redirect(&'a Redirect),
+}
+
+/// A request's route, once it is to be forwarded.
+struct Routed<'a> {
+    route: &'a Route,
+    forward: &'a Forward,
+    target: &'a ClusterTarget,
+    cluster: Arc<Cluster>,
+    authority: &'a str,
+    path: PathAndQuery,
+}
+
+async fn forward_to_cluster(
+    request: Request<Incoming>,
+    routed: Routed<'_>,
+    downstream: &Downstream,
+    state: &Arc<ProxyState>,
+    exchange: &mut Exchange,
+) -> Result<Response<ProxyBody>, Failure> {
+    let (forward, target, cluster) = (routed.forward, routed.target, &routed.cluster);
+    let (parts, body) = request.into_parts();
+    let mut head = upstream_head(parts.method, parts.headers, &routed, downstream, state);
+    target.request_headers.apply(&mut head.headers);
+    routed.route.request_headers.apply(&mut head.headers);
+    let body = if forward.retry.is_some() || !forward.mirrors.is_empty() {
+        RequestBody::read(body, BUFFER_LIMIT)
+            .await
+            .map_err(|_| Failure::DownstreamDisconnected)?
+    } else {
+        RequestBody::Streaming(body.boxed())
+    };
+    crate::mirror::send_copies(&forward.mirrors, &head, &body, state, forward.timeout);
+    let _in_flight = cluster.retry_budget.request();
+    let attempts = Attempts {
+        head,
+        cluster,
+        retry: forward.retry.as_ref(),
+        include_attempt_count: routed.route.include_attempt_count,
+        label_destination: downstream.direction == Direction::Outbound,
+    };
+    let sent = attempts.send(body, exchange);
     let response = match forward.timeout {
         Some(timeout) => tokio::time::timeout(timeout, sent)
             .await
-            .map_err(|_| Failure::UpstreamTimeout)?,
-        None => sent.await,
+            .map_err(|_| Failure::UpstreamTimeout)??,
+        None => sent.await?,
     };
-    let response = response.map_err(|error| {
-        tracing::debug!(cluster = %cluster.spec.name, endpoint = %endpoint.address, %error, "upstream request failed");
-        Failure::UpstreamUnreachable
-    })?;
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    target.response_headers.apply(&mut parts.headers);
     Ok(Response::from_parts(parts, body.boxed()))
 }
 
@@ -188,36 +317,38 @@ fn authority(request: &Request<Incoming>) -> Option<String> {
     (!host.is_empty()).then(|| host.to_string())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn upstream_request(
-    request: Request<Incoming>,
-    authority: &str,
-    path: PathAndQuery,
-    forward: &Forward,
-    cluster: &Cluster,
-    endpoint: &LiveEndpoint,
+/// The request line and headers every attempt sends: rewritten path and
+/// host, hop-by-hop headers gone, mesh headers set.
+fn upstream_head(
+    method: http::Method,
+    mut headers: HeaderMap,
+    routed: &Routed<'_>,
     downstream: &Downstream,
     state: &ProxyState,
-) -> Request<ProxyBody> {
-    let (mut parts, body) = request.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    parts.uri = Uri::builder()
-        .scheme("http")
-        .authority(endpoint.authority.clone())
-        .path_and_query(path)
-        .build()
-        .unwrap_or_else(|_| Uri::from_static("/"));
-    parts.version = if cluster.spec.http2 {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
+) -> UpstreamHead {
+    strip_hop_by_hop(&mut headers);
+    let path = match &routed.forward.path_rewrite {
+        Some(rewrite) => {
+            let matched = routed.route.matched_len(routed.path.as_str());
+            let rewritten = rewrite.apply(routed.path.as_str(), matched);
+            PathAndQuery::try_from(rewritten).unwrap_or_else(|_| routed.path.clone())
+        }
+        None => routed.path.clone(),
     };
-    let host = forward.host_rewrite.as_deref().unwrap_or(authority);
+    let host = routed
+        .forward
+        .host_rewrite
+        .as_deref()
+        .unwrap_or(routed.authority);
     if let Ok(host) = HeaderValue::from_str(host) {
-        parts.headers.insert(header::HOST, host);
+        headers.insert(header::HOST, host);
     }
-    set_mesh_headers(&mut parts.headers, downstream, state);
-    Request::from_parts(parts, body.boxed())
+    set_mesh_headers(&mut headers, downstream, state);
+    UpstreamHead {
+        method,
+        path,
+        headers,
+    }
 }
 
 fn set_mesh_headers(headers: &mut HeaderMap, downstream: &Downstream, state: &ProxyState) {

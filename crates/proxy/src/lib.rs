@@ -4,18 +4,26 @@
 #![deny(rust_2018_idioms)]
 
 mod admin;
+mod attempt;
 mod body;
 mod cluster;
 mod connection;
 mod connector;
 mod drain;
+mod fault;
 mod forward;
+mod headers;
 pub mod identity;
 mod listener;
 mod listeners;
 mod metric_labels;
 mod metrics;
+mod mirror;
 mod options;
+mod replay;
+mod response_flags;
+mod retry;
+mod rewrite;
 mod route;
 mod state;
 mod tls_context;

@@ -22,6 +22,7 @@ use crate::xds_address::socket_address;
 const HCM: &str = "envoy.filters.network.http_connection_manager";
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+const FAULT_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
 
 #[derive(Debug)]
 pub struct ListenerSpec {
@@ -59,6 +60,8 @@ pub struct HcmSpec {
     /// SANITIZE_SET with the URI: replace `x-forwarded-client-cert` with the
     /// verified peer's identity (Istio's inbound setting).
     pub set_client_cert: bool,
+    /// The fault filter is in the chain, so routes' fault configs apply.
+    pub fault_filter: bool,
 }
 
 #[derive(Debug)]
@@ -205,9 +208,24 @@ impl ChainSpec {
 
 impl HcmSpec {
     fn compile(hcm: &HttpConnectionManager) -> Result<HcmSpec, Unsupported> {
+        let mut fault_filter = false;
         for filter in &hcm.http_filters {
-            let router = matches!(&filter.config_type, Some(http_filter::ConfigType::TypedConfig(any)) if any.type_url == ROUTER_TYPE);
-            reject_if(!router, "http filter other than router")?;
+            let Some(http_filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
+                return Err(Unsupported("http filter without typed_config"));
+            };
+            if any.type_url == FAULT_TYPE {
+                // Routes configure faults; a filter-wide fault is not implemented.
+                reject_if(
+                    !any.value.is_empty(),
+                    "fault filter with a filter-wide config",
+                )?;
+                fault_filter = true;
+                continue;
+            }
+            reject_if(
+                any.type_url != ROUTER_TYPE,
+                "http filter other than fault or router",
+            )?;
         }
         reject_if(
             !hcm.access_log.is_empty(),
@@ -235,6 +253,7 @@ impl HcmSpec {
             stat_prefix: hcm.stat_prefix.clone(),
             routes,
             set_client_cert,
+            fault_filter,
         })
     }
 }

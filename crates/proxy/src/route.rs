@@ -15,6 +15,11 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher};
 use http::HeaderMap;
 use regex::Regex;
 
+use crate::fault::FaultPolicy;
+use crate::headers::HeaderMutations;
+use crate::mirror::MirrorPolicy;
+use crate::retry::RetryPolicy;
+use crate::rewrite::{PathRewrite, Redirect};
 use crate::unsupported::{Unsupported, reject_if};
 
 #[derive(Debug)]
@@ -28,6 +33,12 @@ struct VirtualHost {
     name: String,
     domains: Vec<Domain>,
     routes: Vec<Route>,
+}
+
+/// Virtual host settings every route of the host applies.
+#[derive(Clone, Copy, Debug)]
+struct HostSettings {
+    include_attempt_count: bool,
 }
 
 #[derive(Debug)]
@@ -46,6 +57,12 @@ pub struct Route {
     path: PathMatch,
     headers: Vec<HeaderMatch>,
     pub action: RouteAction,
+    pub request_headers: HeaderMutations,
+    pub response_headers: HeaderMutations,
+    /// The fault filter's per-route config.
+    pub fault: Option<FaultPolicy>,
+    /// Send `x-envoy-attempt-count` upstream (the virtual host's setting).
+    pub include_attempt_count: bool,
 }
 
 #[derive(Debug)]
@@ -111,33 +128,45 @@ pub enum RouteAction {
         status: http::StatusCode,
         body: String,
     },
+    Redirect(Redirect),
 }
 
 #[derive(Debug)]
 pub struct Forward {
-    /// (cluster, weight); a single entry for a plain cluster route.
-    pub clusters: Vec<(String, u32)>,
+    /// A single entry for a plain cluster route.
+    pub clusters: Vec<ClusterTarget>,
     pub total_weight: u32,
-    /// `None`: no timeout (Istio's default for HTTP routes).
+    /// `None`: no timeout (Istio's default for HTTP routes). Covers every
+    /// attempt and the backoff between them.
     pub timeout: Option<Duration>,
     pub host_rewrite: Option<String>,
+    pub path_rewrite: Option<PathRewrite>,
+    pub retry: Option<RetryPolicy>,
+    pub mirrors: Vec<MirrorPolicy>,
+}
+
+/// One weighted cluster, with its own header operations.
+#[derive(Debug)]
+pub struct ClusterTarget {
+    pub name: String,
+    pub weight: u32,
+    pub request_headers: HeaderMutations,
+    pub response_headers: HeaderMutations,
 }
 
 impl Forward {
     /// Picks a weighted cluster; `roll` is uniform in `0..total_weight`.
-    pub fn pick(&self, roll: u32) -> &str {
+    pub fn pick(&self, roll: u32) -> &ClusterTarget {
         let mut acc = 0;
-        for (cluster, weight) in &self.clusters {
-            acc += weight;
+        for target in &self.clusters {
+            acc += target.weight;
             if roll < acc {
-                return cluster;
+                return target;
             }
         }
-        &self
-            .clusters
+        self.clusters
             .last()
             .expect("compiled forwards have a cluster")
-            .0
     }
 }
 
@@ -226,28 +255,31 @@ impl VirtualHost {
             !vhost.request_headers_to_add.is_empty(),
             "virtual_host.request_headers_to_add",
         )?;
+        reject_if(
+            !vhost.response_headers_to_add.is_empty(),
+            "virtual_host.response_headers_to_add",
+        )?;
+        reject_if(
+            !vhost.typed_per_filter_config.is_empty(),
+            "virtual_host.typed_per_filter_config",
+        )?;
+        let settings = HostSettings {
+            include_attempt_count: vhost.include_request_attempt_count,
+        };
         Ok(VirtualHost {
             name: vhost.name.clone(),
             domains: vhost.domains.iter().map(|d| Domain::parse(d)).collect(),
             routes: vhost
                 .routes
                 .iter()
-                .map(Route::compile)
+                .map(|route| Route::compile(route, settings))
                 .collect::<Result<_, _>>()?,
         })
     }
 }
 
 impl Route {
-    fn compile(route: &xds::Route) -> Result<Route, Unsupported> {
-        reject_if(
-            !route.request_headers_to_add.is_empty(),
-            "route.request_headers_to_add",
-        )?;
-        reject_if(
-            !route.response_headers_to_add.is_empty(),
-            "route.response_headers_to_add",
-        )?;
+    fn compile(route: &xds::Route, settings: HostSettings) -> Result<Route, Unsupported> {
         let matcher = route
             .r#match
             .as_ref()
@@ -283,9 +315,10 @@ impl Route {
                     .map_err(|_| Unsupported("direct_response.status"))?,
                 body: direct_body(direct)?,
             },
+            Some(Action::Redirect(redirect)) => RouteAction::Redirect(Redirect::compile(redirect)?),
             _ => {
                 return Err(Unsupported(
-                    "route action other than route or direct_response",
+                    "route action other than route, redirect or direct_response",
                 ));
             }
         };
@@ -294,7 +327,28 @@ impl Route {
             path,
             headers,
             action,
+            request_headers: HeaderMutations::compile(
+                &route.request_headers_to_add,
+                &route.request_headers_to_remove,
+            )?,
+            response_headers: HeaderMutations::compile(
+                &route.response_headers_to_add,
+                &route.response_headers_to_remove,
+            )?,
+            fault: FaultPolicy::from_per_filter_config(&route.typed_per_filter_config)?,
+            include_attempt_count: settings.include_attempt_count,
         })
+    }
+
+    /// How many bytes of `path` (without its query) the route's path
+    /// condition covered: its prefix, or all of it for exact and regex
+    /// matches. This is what `prefix_rewrite` replaces.
+    pub fn matched_len(&self, path: &str) -> usize {
+        let path = path.split('?').next().unwrap_or(path);
+        match &self.path {
+            PathMatch::Prefix(prefix, _) => prefix.len().min(path.len()),
+            PathMatch::Exact(..) | PathMatch::Regex(_) => path.len(),
+        }
     }
 
     fn matches(&self, request: &RequestView<'_>) -> bool {
@@ -313,30 +367,29 @@ impl Route {
 
 #[allow(deprecated)] // `cors` is deprecated but must still be rejected when set
 fn compile_forward(action: &xds::RouteAction) -> Result<Forward, Unsupported> {
-    reject_if(action.retry_policy.is_some(), "route.retry_policy")?;
-    reject_if(
-        !action.request_mirror_policies.is_empty(),
-        "route.request_mirror_policies",
-    )?;
     reject_if(!action.hash_policy.is_empty(), "route.hash_policy")?;
     reject_if(action.cors.is_some(), "route.cors")?;
-    reject_if(action.regex_rewrite.is_some(), "route.regex_rewrite")?;
-    reject_if(!action.prefix_rewrite.is_empty(), "route.prefix_rewrite")?;
+    reject_if(
+        action.path_rewrite_policy.is_some(),
+        "route.path_rewrite_policy",
+    )?;
+    reject_if(action.hedge_policy.is_some(), "route.hedge_policy")?;
+    reject_if(action.max_grpc_timeout.is_some(), "route.max_grpc_timeout")?;
     let clusters = match &action.cluster_specifier {
-        Some(ClusterSpecifier::Cluster(name)) => vec![(name.clone(), 1)],
-        Some(ClusterSpecifier::WeightedClusters(weighted)) => weighted
-            .clusters
-            .iter()
-            .map(|c| (c.name.clone(), c.weight.as_ref().map_or(0, |w| w.value)))
-            .filter(|(_, weight)| *weight > 0)
-            .collect(),
+        Some(ClusterSpecifier::Cluster(name)) => vec![ClusterTarget {
+            name: name.clone(),
+            weight: 1,
+            request_headers: HeaderMutations::default(),
+            response_headers: HeaderMutations::default(),
+        }],
+        Some(ClusterSpecifier::WeightedClusters(weighted)) => weighted_targets(weighted)?,
         _ => {
             return Err(Unsupported(
                 "route.cluster_specifier other than cluster or weighted_clusters",
             ));
         }
     };
-    let total_weight = clusters.iter().map(|(_, w)| w).sum();
+    let total_weight = clusters.iter().map(|c| c.weight).sum();
     if total_weight == 0 {
         return Err(Unsupported("weighted_clusters with no positive weight"));
     }
@@ -355,7 +408,49 @@ fn compile_forward(action: &xds::RouteAction) -> Result<Forward, Unsupported> {
         total_weight,
         timeout,
         host_rewrite,
+        path_rewrite: PathRewrite::compile(&action.prefix_rewrite, action.regex_rewrite.as_ref())?,
+        retry: action
+            .retry_policy
+            .as_ref()
+            .map(RetryPolicy::compile)
+            .transpose()?,
+        mirrors: action
+            .request_mirror_policies
+            .iter()
+            .map(MirrorPolicy::compile)
+            .collect::<Result<_, _>>()?,
     })
+}
+
+fn weighted_targets(weighted: &xds::WeightedCluster) -> Result<Vec<ClusterTarget>, Unsupported> {
+    let mut targets = Vec::with_capacity(weighted.clusters.len());
+    for cluster in &weighted.clusters {
+        reject_if(
+            !cluster.typed_per_filter_config.is_empty(),
+            "weighted cluster typed_per_filter_config",
+        )?;
+        reject_if(
+            cluster.host_rewrite_specifier.is_some(),
+            "weighted cluster host_rewrite",
+        )?;
+        let weight = cluster.weight.as_ref().map_or(0, |w| w.value);
+        if weight == 0 {
+            continue;
+        }
+        targets.push(ClusterTarget {
+            name: cluster.name.clone(),
+            weight,
+            request_headers: HeaderMutations::compile(
+                &cluster.request_headers_to_add,
+                &cluster.request_headers_to_remove,
+            )?,
+            response_headers: HeaderMutations::compile(
+                &cluster.response_headers_to_add,
+                &cluster.response_headers_to_remove,
+            )?,
+        });
+    }
+    Ok(targets)
 }
 
 fn direct_body(direct: &xds::DirectResponseAction) -> Result<String, Unsupported> {
@@ -456,150 +551,4 @@ fn full_regex(matcher: &RegexMatcher) -> Result<Regex, Unsupported> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use envoy_types::pb::envoy::config::route::v3::weighted_cluster::ClusterWeight;
-    use envoy_types::pb::envoy::config::route::v3::{RouteMatch, WeightedCluster};
-    use envoy_types::pb::google::protobuf::UInt32Value;
-
-    fn route(name: &str, matcher: RouteMatch, cluster: ClusterSpecifier) -> xds::Route {
-        xds::Route {
-            name: name.into(),
-            r#match: Some(matcher),
-            action: Some(Action::Route(xds::RouteAction {
-                cluster_specifier: Some(cluster),
-                ..Default::default()
-            })),
-            ..Default::default()
-        }
-    }
-
-    fn table() -> RouteTable {
-        let jason = RouteMatch {
-            path_specifier: Some(PathSpecifier::Prefix("/".into())),
-            headers: vec![xds::HeaderMatcher {
-                name: "end-user".into(),
-                header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
-                    match_pattern: Some(MatchPattern::Exact("jason".into())),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let split = WeightedCluster {
-            clusters: [("v1", 90), ("v2", 10)]
-                .map(|(name, weight)| ClusterWeight {
-                    name: name.into(),
-                    weight: Some(UInt32Value { value: weight }),
-                    ..Default::default()
-                })
-                .to_vec(),
-            ..Default::default()
-        };
-        let any_path = RouteMatch {
-            path_specifier: Some(PathSpecifier::Prefix("/".into())),
-            ..Default::default()
-        };
-        let config = xds::RouteConfiguration {
-            name: "http_proxy".into(),
-            virtual_hosts: vec![
-                xds::VirtualHost {
-                    name: "reviews".into(),
-                    domains: vec![
-                        "reviews:9080".into(),
-                        "reviews.default.svc.cluster.local:9080".into(),
-                    ],
-                    routes: vec![
-                        route("jason", jason, ClusterSpecifier::Cluster("v2".into())),
-                        route(
-                            "split",
-                            any_path.clone(),
-                            ClusterSpecifier::WeightedClusters(split),
-                        ),
-                    ],
-                    ..Default::default()
-                },
-                xds::VirtualHost {
-                    name: "wild".into(),
-                    domains: vec!["*.example.com".into(), "*".into()],
-                    routes: vec![route(
-                        "any",
-                        any_path,
-                        ClusterSpecifier::Cluster("fallback".into()),
-                    )],
-                    ..Default::default()
-                },
-            ],
-            ..Default::default()
-        };
-        RouteTable::compile(&config).unwrap()
-    }
-
-    fn find<'a>(table: &'a RouteTable, authority: &str, headers: &HeaderMap) -> &'a str {
-        let view = RequestView {
-            method: "GET",
-            authority,
-            scheme: "http",
-            path: "/reviews/0?x=1",
-            headers,
-        };
-        &table.find(&view).unwrap().name
-    }
-
-    #[test]
-    fn first_matching_route_wins_within_the_exact_host() {
-        let table = table();
-        let mut headers = HeaderMap::new();
-        assert_eq!(find(&table, "reviews:9080", &headers), "split");
-        headers.insert("end-user", "jason".parse().unwrap());
-        assert_eq!(find(&table, "REVIEWS:9080", &headers), "jason");
-        headers.insert("end-user", "json".parse().unwrap());
-        assert_eq!(find(&table, "reviews:9080", &headers), "split");
-        assert_eq!(find(&table, "ratings:9080", &headers), "any");
-    }
-
-    #[test]
-    fn weighted_pick_follows_weights() {
-        let table = table();
-        let view = RequestView {
-            method: "GET",
-            authority: "reviews:9080",
-            scheme: "http",
-            path: "/",
-            headers: &HeaderMap::new(),
-        };
-        let RouteAction::Forward(forward) = &table.find(&view).unwrap().action else {
-            panic!("forward")
-        };
-        assert_eq!(forward.total_weight, 100);
-        let v1 = (0..forward.total_weight)
-            .filter(|roll| forward.pick(*roll) == "v1")
-            .count();
-        assert_eq!(v1, 90);
-    }
-
-    #[test]
-    fn unsupported_fields_are_rejected_by_name() {
-        let mut config = xds::RouteConfiguration::default();
-        config.virtual_hosts.push(xds::VirtualHost {
-            routes: vec![xds::Route {
-                r#match: Some(RouteMatch {
-                    path_specifier: Some(PathSpecifier::Prefix("/".into())),
-                    ..Default::default()
-                }),
-                action: Some(Action::Route(xds::RouteAction {
-                    cluster_specifier: Some(ClusterSpecifier::Cluster("c".into())),
-                    retry_policy: Some(Default::default()),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
-        assert_eq!(
-            RouteTable::compile(&config).unwrap_err(),
-            Unsupported("route.retry_policy")
-        );
-    }
-}
+mod tests;

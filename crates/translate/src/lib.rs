@@ -6,8 +6,11 @@
 mod build;
 mod clusters;
 mod endpoints;
+mod fault;
 mod listeners;
 mod names;
+mod retry_policy;
+mod route_action;
 mod routes;
 
 use trellis_config::Snapshot;

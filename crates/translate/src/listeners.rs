@@ -53,7 +53,7 @@ pub fn outbound(node: &NodeInfo) -> Vec<Listener> {
             config_source: Some(ads_config_source()),
             route_config_name: HTTP_PROXY_ROUTE.into(),
         })),
-        http_filters: vec![router_filter()],
+        http_filters: vec![crate::fault::fault_filter(), router_filter()],
         ..Default::default()
     };
     vec![Listener {

@@ -6,8 +6,8 @@
 
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    WeightedCluster, header_matcher::HeaderMatchSpecifier, route::Action,
-    route_action::ClusterSpecifier, route_match::PathSpecifier, weighted_cluster::ClusterWeight,
+    header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
+    route_match::PathSpecifier,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatcher, StringMatcher, string_matcher::MatchPattern,
@@ -17,8 +17,9 @@ use trellis_api::{HttpMatchRequest, HttpRoute, Resource, StringMatch, VirtualSer
 use trellis_config::{MeshService, MeshServicePort, Protocol, Snapshot};
 use trellis_xds::NodeInfo;
 
-use crate::build::{duration, uint32};
+use crate::build::duration;
 use crate::names::{HTTP_PROXY_ROUTE, outbound_cluster_name};
+use crate::route_action::route_template;
 
 /// The route table of the explicit HTTP proxy listener: every HTTP port of
 /// every Service, keyed by the names a client may use for it.
@@ -64,6 +65,7 @@ fn virtual_host(
         name: format!("{}:{}", service.hostname, port.port),
         domains: domains(service, port.port),
         routes,
+        include_request_attempt_count: true,
         ..Default::default()
     }
 }
@@ -111,6 +113,7 @@ fn non_service_hosts(snapshot: &Snapshot, node: &NodeInfo) -> Vec<VirtualHost> {
                 name: host.clone(),
                 domains: vec![host.clone(), format!("{host}:*")],
                 routes: routes.collect(),
+                include_request_attempt_count: true,
                 ..Default::default()
             });
         }
@@ -139,6 +142,7 @@ fn virtual_service_for<'a>(
     })
 }
 
+/// Everything to the whole Service, with Istio's default retries.
 fn default_route(service: &MeshService, port: u16) -> Route {
     Route {
         name: "default".into(),
@@ -150,6 +154,7 @@ fn default_route(service: &MeshService, port: u16) -> Route {
                 &service.hostname,
             ))),
             timeout: Some(duration(std::time::Duration::ZERO)),
+            retry_policy: crate::retry_policy::retry_policy(None),
             ..Default::default()
         })),
         ..Default::default()
@@ -165,7 +170,7 @@ fn envoy_routes(
     rule: &HttpRoute,
     port: Option<u16>,
 ) -> Vec<Route> {
-    let Some(action) = route_action(snapshot, vs, rule, port) else {
+    let Some(template) = route_template(snapshot, vs, rule, port) else {
         return Vec::new();
     };
     let name = rule.name.clone().unwrap_or_default();
@@ -183,8 +188,7 @@ fn envoy_routes(
         .map(|m| Route {
             name: name.clone(),
             r#match: Some(m),
-            action: Some(Action::Route(action.clone())),
-            ..Default::default()
+            ..template.clone()
         })
         .collect()
 }
@@ -201,73 +205,6 @@ fn applies(m: &HttpMatchRequest, node: &NodeInfo, port: Option<u16>) -> bool {
         && m.source_namespace
             .as_ref()
             .is_none_or(|ns| *ns == node.namespace)
-}
-
-fn route_action(
-    snapshot: &Snapshot,
-    vs: &Resource<VirtualService>,
-    rule: &HttpRoute,
-    port: Option<u16>,
-) -> Option<RouteAction> {
-    if rule.route.is_empty() {
-        tracing::warn!(
-            virtual_service = vs.name(),
-            "HTTP rules without `route` (redirect, direct response, delegate) are not translated yet"
-        );
-        return None;
-    }
-    let clusters: Vec<ClusterWeight> = rule
-        .route
-        .iter()
-        .filter_map(|destination| {
-            let target = snapshot
-                .registry
-                .service_by_host(&destination.destination.host, vs.namespace())?;
-            let target_port = destination
-                .destination
-                .port
-                .map(|p| p.number as u16)
-                .or_else(|| (target.ports.len() == 1).then(|| target.ports[0].port))
-                .or(port)?;
-            let subset = destination.destination.subset.as_deref().unwrap_or("");
-            let weight = if rule.route.len() == 1 {
-                100
-            } else {
-                destination.weight.max(0) as u32
-            };
-            Some(ClusterWeight {
-                name: outbound_cluster_name(target_port, subset, &target.hostname),
-                weight: Some(uint32(weight)),
-                ..Default::default()
-            })
-        })
-        .filter(|c| c.weight.as_ref().is_some_and(|w| w.value > 0))
-        .collect();
-    if clusters.is_empty() {
-        tracing::warn!(
-            virtual_service = vs.name(),
-            "no destination of the rule is a known service port"
-        );
-        return None;
-    }
-    let timeout = rule
-        .timeout
-        .as_deref()
-        .and_then(|t| trellis_api::parse_duration(t).ok())
-        .unwrap_or_default();
-    let cluster_specifier = if clusters.len() == 1 {
-        ClusterSpecifier::Cluster(clusters[0].name.clone())
-    } else {
-        ClusterSpecifier::WeightedClusters(WeightedCluster {
-            clusters,
-            ..Default::default()
-        })
-    };
-    Some(RouteAction {
-        cluster_specifier: Some(cluster_specifier),
-        timeout: Some(duration(timeout)),
-        ..Default::default()
-    })
 }
 
 fn prefix_match(prefix: &str) -> RouteMatch {
