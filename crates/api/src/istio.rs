@@ -1,8 +1,10 @@
-//! Istio networking resources, with serde names exactly as Istio's YAML.
+//! Istio networking and security resources, with serde names exactly as
+//! Istio's YAML.
 
 mod destination_rule;
 mod duration;
 mod gateway;
+mod security;
 mod service_entry;
 mod sidecar;
 mod string_match;
@@ -14,6 +16,7 @@ use serde::Deserialize;
 pub use destination_rule::*;
 pub use duration::{InvalidDuration, parse_duration};
 pub use gateway::*;
+pub use security::*;
 pub use service_entry::*;
 pub use sidecar::*;
 pub use string_match::StringMatch;

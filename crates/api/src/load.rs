@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ConfigError, Position};
-use crate::istio::NETWORKING_API_VERSIONS;
+use crate::istio::{NETWORKING_API_VERSIONS, SECURITY_API_VERSIONS};
 use crate::meta::{AnyResource, ObjectMeta, Resource, SourceRef};
 use crate::validate::validate;
 use crate::yaml::{DeError, Node, PositionMap, from_node, parse_documents};
@@ -180,6 +180,8 @@ enum KnownKind {
     Gateway,
     ServiceEntry,
     Sidecar,
+    PeerAuthentication,
+    AuthorizationPolicy,
     Pod,
 }
 
@@ -196,6 +198,8 @@ impl KnownKind {
             "Gateway" => KnownKind::Gateway,
             "ServiceEntry" => KnownKind::ServiceEntry,
             "Sidecar" => KnownKind::Sidecar,
+            "PeerAuthentication" => KnownKind::PeerAuthentication,
+            "AuthorizationPolicy" => KnownKind::AuthorizationPolicy,
             "Pod" => KnownKind::Pod,
             _ => return None,
         })
@@ -214,6 +218,9 @@ impl KnownKind {
             | KnownKind::Gateway
             | KnownKind::ServiceEntry
             | KnownKind::Sidecar => NETWORKING_API_VERSIONS.contains(&api_version),
+            KnownKind::PeerAuthentication | KnownKind::AuthorizationPolicy => {
+                SECURITY_API_VERSIONS.contains(&api_version)
+            }
         }
     }
 }
@@ -253,6 +260,10 @@ impl KnownKind {
             KnownKind::Gateway => AnyResource::Gateway(typed(root, header)?),
             KnownKind::ServiceEntry => AnyResource::ServiceEntry(typed(root, header)?),
             KnownKind::Sidecar => AnyResource::Sidecar(typed(root, header)?),
+            KnownKind::PeerAuthentication => AnyResource::PeerAuthentication(typed(root, header)?),
+            KnownKind::AuthorizationPolicy => {
+                AnyResource::AuthorizationPolicy(typed(root, header)?)
+            }
             KnownKind::Pod => AnyResource::Pod(typed(root, header)?),
         })
     }
@@ -274,5 +285,7 @@ fn typed<T: DeserializeOwned + Default>(
 
 #[cfg(test)]
 mod networking_tests;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::istio::{
-    DestinationRule, Gateway, ServiceEntry, Sidecar, VirtualService, WorkloadEntry,
+    AuthorizationPolicy, DestinationRule, Gateway, PeerAuthentication, ServiceEntry, Sidecar,
+    VirtualService, WorkloadEntry,
 };
 use crate::kube::{DeploymentSpec, NamespaceSpec, PodSpec, ServiceAccountSpec, ServiceSpec};
 
@@ -141,6 +142,8 @@ pub enum AnyResource {
     Gateway(Resource<Gateway>),
     ServiceEntry(Resource<ServiceEntry>),
     Sidecar(Resource<Sidecar>),
+    PeerAuthentication(Resource<PeerAuthentication>),
+    AuthorizationPolicy(Resource<AuthorizationPolicy>),
     /// A pod as written in a manifest; its labels are in `meta.labels`.
     Pod(Resource<PodSpec>),
 }
@@ -159,6 +162,8 @@ macro_rules! each_variant {
             AnyResource::Gateway($resource) => $body,
             AnyResource::ServiceEntry($resource) => $body,
             AnyResource::Sidecar($resource) => $body,
+            AnyResource::PeerAuthentication($resource) => $body,
+            AnyResource::AuthorizationPolicy($resource) => $body,
             AnyResource::Pod($resource) => $body,
         }
     };

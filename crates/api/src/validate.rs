@@ -6,6 +6,7 @@ mod destination_rule;
 mod gateway;
 mod kube;
 pub mod network;
+mod security;
 mod service_entry;
 mod sidecar;
 mod virtual_service;
@@ -48,6 +49,12 @@ pub fn validate(resource: &AnyResource) -> Vec<Violation> {
         AnyResource::ServiceEntry(entry) => service_entry::validate(&mut violations, &entry.spec),
         AnyResource::Sidecar(sidecar) => sidecar::validate(&mut violations, &sidecar.spec),
         AnyResource::Pod(pod) => kube::validate_pod(&mut violations, &pod.spec),
+        AnyResource::PeerAuthentication(policy) => {
+            security::validate_peer_authentication(&mut violations, &policy.spec);
+        }
+        AnyResource::AuthorizationPolicy(policy) => {
+            security::validate_authorization_policy(&mut violations, &policy.spec);
+        }
         AnyResource::ServiceAccount(_) | AnyResource::Namespace(_) => {}
     }
     violations.0

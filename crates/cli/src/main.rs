@@ -38,6 +38,11 @@ enum Command {
     /// Show which proxies are connected to a control plane and whether each
     /// holds the latest config (istioctl proxy-status).
     ProxyStatus(trellis_control::ProxyStatusArgs),
+    /// Add the sidecar to the pods of Kubernetes manifests, offline
+    /// (istioctl kube-inject).
+    KubeInject(trellis_inject::KubeInjectArgs),
+    /// Serve the sidecar injection webhook (Kubernetes admission, HTTPS).
+    InjectWebhook(trellis_inject::InjectWebhookArgs),
     /// Print the version.
     Version,
 }
@@ -70,6 +75,8 @@ fn main() -> anyhow::Result<()> {
             Command::Analyze(args) => std::process::exit(trellis_analyze::run_analyze(&args)?),
             Command::Iptables(args) => Ok(trellis_capture::run(&args)?),
             Command::ProxyStatus(args) => trellis_control::run_proxy_status(args).await,
+            Command::KubeInject(args) => Ok(trellis_inject::run_kube_inject(&args)?),
+            Command::InjectWebhook(args) => Ok(trellis_inject::run_webhook(&args).await?),
             Command::Version => {
                 println!("trellis {}", env!("CARGO_PKG_VERSION"));
                 Ok(())

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use trellis_api::{
-    AnyResource, DeploymentSpec, DestinationRule, NamespaceSpec, Resource, ResourceKey,
-    ServiceAccountSpec, ServiceSpec, VirtualService, WorkloadEntry,
+    AnyResource, AuthorizationPolicy, DeploymentSpec, DestinationRule, NamespaceSpec,
+    PeerAuthentication, Resource, ResourceKey, ServiceAccountSpec, ServiceSpec, VirtualService,
+    WorkloadEntry,
 };
 
 use crate::registry::Registry;
@@ -61,4 +62,16 @@ impl Snapshot {
     typed_accessor!(virtual_services, VirtualService, VirtualService);
     typed_accessor!(destination_rules, DestinationRule, DestinationRule);
     typed_accessor!(workload_entries, WorkloadEntry, WorkloadEntry);
+    typed_accessor!(
+        /// Sorted by namespace, then name.
+        peer_authentications,
+        PeerAuthentication,
+        PeerAuthentication
+    );
+    typed_accessor!(
+        /// Sorted by namespace, then name.
+        authorization_policies,
+        AuthorizationPolicy,
+        AuthorizationPolicy
+    );
 }

@@ -39,6 +39,10 @@ pub async fn serve_connection(
     state: Arc<ProxyState>,
 ) {
     let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let addresses = Addresses { remote, local };
     let tls = if spec.inspects_tls() {
         let mut first = [0u8; 1];
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
@@ -53,7 +57,7 @@ pub async fn serve_connection(
         return;
     };
     if !chain.terminate_tls {
-        serve_http(stream, remote, None, &spec, chain, state).await;
+        serve_http(stream, addresses, None, &spec, chain, state).await;
         return;
     }
     let Some(credentials) = state.identity.credentials() else {
@@ -76,12 +80,20 @@ pub async fn serve_connection(
             cert_hash: hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf).as_ref()),
         })
     });
-    serve_http(stream, remote, peer, &spec, chain, state).await;
+    serve_http(stream, addresses, peer, &spec, chain, state).await;
+}
+
+/// Both ends of a downstream connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Addresses {
+    pub remote: SocketAddr,
+    /// Where the connection was accepted.
+    pub local: SocketAddr,
 }
 
 async fn serve_http<S>(
     stream: S,
-    remote: SocketAddr,
+    addresses: Addresses,
     peer: Option<Peer>,
     spec: &ListenerSpec,
     chain: &ChainSpec,
@@ -101,6 +113,8 @@ async fn serve_http<S>(
         set_client_cert: chain.hcm.set_client_cert,
         tls: chain.terminate_tls,
         fault_filter: chain.hcm.fault_filter,
+        rbac: chain.hcm.rbac.clone(),
+        addresses,
     });
     let mut drain = state.drain.watch();
     let service = service_fn(move |request| handle(request, downstream.clone(), state.clone()));
@@ -123,7 +137,7 @@ async fn serve_http<S>(
         }
     };
     if let Err(error) = result {
-        tracing::debug!(%remote, %error, "downstream connection ended with an error");
+        tracing::debug!(remote = %addresses.remote, %error, "downstream connection ended with an error");
     }
 }
 

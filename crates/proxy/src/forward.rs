@@ -17,9 +17,10 @@ use hyper::body::Incoming;
 use crate::attempt::{Attempts, UpstreamHead};
 use crate::body::{ProxyBody, full};
 use crate::cluster::Cluster;
-use crate::connection::Peer;
+use crate::connection::{Addresses, Peer};
 use crate::listener::{Direction, RouteSource};
 use crate::metrics::RequestLabels;
+use crate::rbac::{RbacFilter, RequestFacts, Verdict};
 use crate::replay::{BUFFER_LIMIT, RequestBody};
 use crate::response_flags::{Flag, ResponseFlags};
 use crate::rewrite::{Origin, Redirect};
@@ -40,6 +41,9 @@ pub struct Downstream {
     pub tls: bool,
     /// The connection manager runs the fault filter (routes configure it).
     pub fault_filter: bool,
+    /// Run in order before routing; any of them can deny the request.
+    pub rbac: Arc<[RbacFilter]>,
+    pub addresses: Addresses,
 }
 
 /// What is learnt about a request while it is handled, for its metrics.
@@ -60,6 +64,8 @@ pub enum Failure {
     UpstreamTimeout,
     BadRequest,
     DownstreamDisconnected,
+    /// An RBAC filter (AuthorizationPolicy) denied the request.
+    AccessDenied,
 }
 
 impl Failure {
@@ -72,6 +78,7 @@ impl Failure {
             | Failure::UpstreamReset => StatusCode::SERVICE_UNAVAILABLE,
             Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadRequest | Failure::DownstreamDisconnected => StatusCode::BAD_REQUEST,
+            Failure::AccessDenied => StatusCode::FORBIDDEN,
         }
     }
 
@@ -85,6 +92,7 @@ impl Failure {
             Failure::UpstreamTimeout => Flag::UpstreamTimeout,
             Failure::BadRequest => Flag::BadRequest,
             Failure::DownstreamDisconnected => Flag::DownstreamDisconnected,
+            Failure::AccessDenied => Flag::RbacDenied,
         }
     }
 
@@ -98,6 +106,8 @@ impl Failure {
             Failure::UpstreamTimeout => "upstream request timeout\n",
             Failure::BadRequest => "bad request: missing authority\n",
             Failure::DownstreamDisconnected => "downstream disconnected\n",
+            // Envoy's body, which clients and Istio's docs look for.
+            Failure::AccessDenied => "RBAC: access denied",
         }
     }
 
@@ -166,6 +176,7 @@ async fn route_and_forward(
     exchange: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Failure> {
     let authority = authority(&request).ok_or(Failure::BadRequest)?;
+    authorize(&request, &authority, downstream)?;
     let table: Arc<RouteTable> = match &downstream.routes {
         RouteSource::Inline(table) => table.clone(),
         RouteSource::Rds(name) => state
@@ -247,6 +258,47 @@ async fn route_and_forward(
     };
     route.response_headers.apply(response.headers_mut());
     Ok(response)
+}
+
+/// Runs the connection manager's RBAC filters in order.
+fn authorize(
+    request: &Request<Incoming>,
+    authority: &str,
+    downstream: &Downstream,
+) -> Result<(), Failure> {
+    if downstream.rbac.is_empty() {
+        return Ok(());
+    }
+    let principal = downstream
+        .peer
+        .as_ref()
+        .and_then(|peer| peer.identity.as_ref())
+        .map(ToString::to_string);
+    let facts = RequestFacts {
+        method: request.method().as_str(),
+        authority,
+        path: request
+            .uri()
+            .path_and_query()
+            .map_or("/", PathAndQuery::as_str),
+        headers: request.headers(),
+        principal: principal.as_deref(),
+        source: downstream.addresses.remote,
+        destination: downstream.addresses.local,
+    };
+    for filter in downstream.rbac.iter() {
+        if let Verdict::Denied { policy } = filter.evaluate(&facts) {
+            tracing::info!(
+                principal = facts.principal.unwrap_or("-"),
+                source = %facts.source,
+                path = facts.path,
+                policy = policy.as_deref().unwrap_or("none matched an ALLOW filter"),
+                "rbac: access denied"
+            );
+            return Err(Failure::AccessDenied);
+        }
+    }
+    Ok(())
 }
 
 /// What the route does with this request.

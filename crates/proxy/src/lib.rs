@@ -20,6 +20,7 @@ mod metric_labels;
 mod metrics;
 mod mirror;
 mod options;
+mod rbac;
 mod replay;
 mod response_flags;
 mod retry;

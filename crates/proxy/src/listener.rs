@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use prost::{Message, Name};
 
+use crate::rbac::RbacFilter;
 use crate::route::RouteTable;
 use crate::tls_context;
 use crate::unsupported::{Unsupported, reject_if};
@@ -23,6 +24,7 @@ const HCM: &str = "envoy.filters.network.http_connection_manager";
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 const FAULT_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
+const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
 
 #[derive(Debug)]
 pub struct ListenerSpec {
@@ -62,6 +64,8 @@ pub struct HcmSpec {
     pub set_client_cert: bool,
     /// The fault filter is in the chain, so routes' fault configs apply.
     pub fault_filter: bool,
+    /// RBAC filters, in order; a request must pass each.
+    pub rbac: Arc<[RbacFilter]>,
 }
 
 #[derive(Debug)]
@@ -209,6 +213,7 @@ impl ChainSpec {
 impl HcmSpec {
     fn compile(hcm: &HttpConnectionManager) -> Result<HcmSpec, Unsupported> {
         let mut fault_filter = false;
+        let mut rbac = Vec::new();
         for filter in &hcm.http_filters {
             let Some(http_filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
                 return Err(Unsupported("http filter without typed_config"));
@@ -222,9 +227,13 @@ impl HcmSpec {
                 fault_filter = true;
                 continue;
             }
+            if any.type_url == RBAC_TYPE {
+                rbac.push(RbacFilter::compile(&any.value)?);
+                continue;
+            }
             reject_if(
                 any.type_url != ROUTER_TYPE,
-                "http filter other than fault or router",
+                "http filter other than fault, rbac or router",
             )?;
         }
         reject_if(
@@ -254,6 +263,7 @@ impl HcmSpec {
             routes,
             set_client_cert,
             fault_filter,
+            rbac: rbac.into(),
         })
     }
 }

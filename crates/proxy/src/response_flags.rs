@@ -20,6 +20,8 @@ pub enum Flag {
     NoCluster,
     /// NR: no route matched.
     NoRoute,
+    /// RBAC: an RBAC filter (AuthorizationPolicy) denied the request.
+    RbacDenied,
     /// UF: connecting to the upstream failed.
     UpstreamUnreachable,
     /// UH: the cluster has no endpoints.
@@ -35,13 +37,14 @@ pub enum Flag {
 }
 
 /// Alphabetical by code, the order Envoy prints.
-const ORDER: [(Flag, &str); 12] = [
+const ORDER: [(Flag, &str); 13] = [
     (Flag::DownstreamDisconnected, "DC"),
     (Flag::DelayInjected, "DI"),
     (Flag::BadRequest, "DPE"),
     (Flag::FaultInjected, "FI"),
     (Flag::NoCluster, "NC"),
     (Flag::NoRoute, "NR"),
+    (Flag::RbacDenied, "RBAC"),
     (Flag::UpstreamUnreachable, "UF"),
     (Flag::NoHealthyUpstream, "UH"),
     (Flag::UpstreamOverflow, "UO"),
@@ -63,7 +66,7 @@ impl ResponseFlags {
     }
 
     /// The label value: `-` for none. Combinations are built once and kept
-    /// (at most 2^12 of them exist; in practice a handful), so labels stay
+    /// (at most 2^13 of them exist; in practice a handful), so labels stay
     /// `&'static str` and counting a request does not allocate.
     pub fn as_str(self) -> &'static str {
         if self.0 == 0 {

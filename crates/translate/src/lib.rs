@@ -12,6 +12,7 @@ mod names;
 mod retry_policy;
 mod route_action;
 mod routes;
+mod security;
 
 use trellis_config::Snapshot;
 use trellis_xds::{NodeInfo, ProxyResources};

@@ -1,6 +1,7 @@
 //! Listeners of a sidecar in local mode (no traffic capture): the app's
 //! explicit HTTP proxy, and one inbound listener per service port the
-//! sidecar owns, accepting mesh mTLS and (PERMISSIVE) plaintext.
+//! sidecar owns, accepting mesh mTLS and/or plaintext as PeerAuthentication
+//! says, with AuthorizationPolicy's RBAC filters before the router.
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
@@ -17,7 +18,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, Rds,
+    HttpConnectionManager, HttpFilter, Rds,
     http_connection_manager::{
         CodecType, ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails,
     },
@@ -32,6 +33,7 @@ use trellis_xds::node::Interception;
 use crate::build::{duration, mesh_tls_context, router_filter, socket_address, tls_socket};
 use crate::clusters::ads_config_source;
 use crate::names::{HTTP_PROXY_ROUTE, VIRTUAL_OUTBOUND, inbound_cluster_name};
+use crate::security::{InboundMtls, inbound_mtls, rbac_filters};
 
 /// ALPN values the inbound mTLS chain accepts (what sidecars offer).
 const INBOUND_ALPN: [&str; 5] = ["istio-h2", "istio-http/1.1", "istio", "h2", "http/1.1"];
@@ -74,14 +76,19 @@ pub fn inbound(snapshot: &Snapshot, node: &NodeInfo) -> Inbound {
         listeners: Vec::new(),
         clusters: Vec::new(),
     };
+    let rbac = rbac_filters(snapshot, node);
     for (&port, &app_port) in &node.app_ports {
         let cluster_name = inbound_cluster_name(port, &serving_host(snapshot, node, port));
         inbound
             .clusters
             .push(app_cluster(&cluster_name, node, app_port));
+        let policy = InboundPolicy {
+            mtls: inbound_mtls(snapshot, node, port),
+            rbac: &rbac,
+        };
         inbound
             .listeners
-            .push(inbound_listener(node, port, &cluster_name));
+            .push(inbound_listener(node, port, &cluster_name, &policy));
     }
     inbound
 }
@@ -130,7 +137,19 @@ fn app_cluster(name: &str, node: &NodeInfo, app_port: u16) -> Cluster {
     }
 }
 
-fn inbound_listener(node: &NodeInfo, port: u16, cluster: &str) -> Listener {
+/// What security policy asks of one inbound port.
+struct InboundPolicy<'a> {
+    mtls: InboundMtls,
+    /// Run in order before the router.
+    rbac: &'a [HttpFilter],
+}
+
+fn inbound_listener(
+    node: &NodeInfo,
+    port: u16,
+    cluster: &str,
+    policy: &InboundPolicy<'_>,
+) -> Listener {
     let tls = tls_socket(DownstreamTlsContext {
         common_tls_context: Some(mesh_tls_context(&[], &INBOUND_ALPN)),
         require_client_certificate: Some(BoolValue { value: true }),
@@ -141,14 +160,21 @@ fn inbound_listener(node: &NodeInfo, port: u16, cluster: &str) -> Listener {
             transport_protocol: transport.into(),
             ..Default::default()
         }),
-        filters: vec![hcm_filter(inbound_hcm(port, cluster))],
+        filters: vec![hcm_filter(inbound_hcm(port, cluster, policy.rbac))],
         transport_socket: socket,
         ..Default::default()
     };
+    let mut filter_chains = Vec::new();
+    if policy.mtls.accepts_tls() {
+        filter_chains.push(chain("tls", Some(tls)));
+    }
+    if policy.mtls.accepts_plaintext() {
+        filter_chains.push(chain("raw_buffer", None));
+    }
     Listener {
         name: format!("{}_{port}", node.ip),
         address: Some(socket_address(node.ip, port)),
-        filter_chains: vec![chain("tls", Some(tls)), chain("raw_buffer", None)],
+        filter_chains,
         listener_filters: vec![ListenerFilter {
             name: "envoy.filters.listener.tls_inspector".into(),
             config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
@@ -161,7 +187,7 @@ fn inbound_listener(node: &NodeInfo, port: u16, cluster: &str) -> Listener {
     }
 }
 
-fn inbound_hcm(port: u16, cluster: &str) -> HttpConnectionManager {
+fn inbound_hcm(port: u16, cluster: &str, rbac: &[HttpFilter]) -> HttpConnectionManager {
     let route = Route {
         name: "default".into(),
         r#match: Some(RouteMatch {
@@ -189,7 +215,7 @@ fn inbound_hcm(port: u16, cluster: &str) -> HttpConnectionManager {
             validate_clusters: Some(BoolValue { value: false }),
             ..Default::default()
         })),
-        http_filters: vec![router_filter()],
+        http_filters: rbac.iter().cloned().chain([router_filter()]).collect(),
         forward_client_cert_details: ForwardClientCertDetails::SanitizeSet as i32,
         set_current_client_cert_details: Some(SetCurrentClientCertDetails {
             uri: true,
