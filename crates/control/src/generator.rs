@@ -5,15 +5,24 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use trellis_config::Snapshot;
+use trellis_translate::MeshOptions;
 use trellis_xds::server::ResourceGenerator;
 use trellis_xds::{EncodedResources, NodeInfo};
 
 #[derive(Default)]
 pub struct SnapshotGenerator {
     snapshot: ArcSwapOption<Snapshot>,
+    mesh: MeshOptions,
 }
 
 impl SnapshotGenerator {
+    pub fn new(mesh: MeshOptions) -> Self {
+        SnapshotGenerator {
+            snapshot: ArcSwapOption::empty(),
+            mesh,
+        }
+    }
+
     pub fn install(&self, snapshot: Arc<Snapshot>) {
         self.snapshot.store(Some(snapshot));
     }
@@ -24,6 +33,8 @@ impl ResourceGenerator for SnapshotGenerator {
         let Some(snapshot) = self.snapshot.load_full() else {
             return Ok(None); // nothing loaded yet: never push an empty config
         };
-        Ok(Some(trellis_translate::translate(&snapshot, node).encode()))
+        Ok(Some(
+            trellis_translate::translate_with(&snapshot, node, &self.mesh).encode(),
+        ))
     }
 }

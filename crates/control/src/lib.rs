@@ -45,7 +45,7 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
     };
     let (_watcher, snapshots) = trellis_config::watch(options.config_dir.clone(), DEBOUNCE)
         .with_context(|| format!("watching {}", options.config_dir.display()))?;
-    let generator = Arc::new(SnapshotGenerator::default());
+    let generator = Arc::new(SnapshotGenerator::new(options.mesh_options()));
     let generations = follow_snapshots(snapshots, generator.clone());
     let ads = AdsServer::new(generator.clone(), generations);
     let proxies = ads.proxies();

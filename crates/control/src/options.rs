@@ -33,9 +33,19 @@ pub struct ControlPlaneOptions {
     pub root_cert_out: Option<PathBuf>,
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
+    /// Where every sidecar writes its access log (Istio's mesh config
+    /// `accessLogFile`, e.g. /dev/stdout). Off by default, as in Istio.
+    #[arg(long, value_name = "PATH")]
+    pub access_log_file: Option<String>,
 }
 
 impl ControlPlaneOptions {
+    pub fn mesh_options(&self) -> trellis_translate::MeshOptions {
+        trellis_translate::MeshOptions {
+            access_log_file: self.access_log_file.clone().filter(|path| !path.is_empty()),
+        }
+    }
+
     pub fn ca_dir(&self) -> PathBuf {
         if let Some(dir) = &self.ca_dir {
             return dir.clone();

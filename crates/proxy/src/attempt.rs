@@ -84,6 +84,7 @@ impl Attempts<'_> {
             attempt += 1;
             let endpoint = self.endpoint(&tried, policy)?;
             tried.push(endpoint.address);
+            exchange.upstream_host = Some(endpoint.address);
             if self.label_destination {
                 exchange.labels.destination = endpoint.workload.clone();
             }
@@ -276,18 +277,15 @@ mod tests {
     }
 
     fn exchange() -> Exchange {
-        Exchange {
-            labels: RequestLabels {
-                reporter: Reporter::Source,
-                source: Workload::unknown(),
-                destination: Workload::unknown(),
-                service: Service::unknown(),
-                response_code: 0,
-                response_flags: "-",
-                connection_security_policy: "unknown",
-            },
-            flags: ResponseFlags::default(),
-        }
+        Exchange::new(RequestLabels {
+            reporter: Reporter::Source,
+            source: Workload::unknown(),
+            destination: Workload::unknown(),
+            service: Service::unknown(),
+            response_code: 0,
+            response_flags: "-",
+            connection_security_policy: "unknown",
+        })
     }
 
     async fn send(

@@ -115,6 +115,8 @@ async fn serve_http<S>(
         fault_filter: chain.hcm.fault_filter,
         rbac: chain.hcm.rbac.clone(),
         addresses,
+        access_logs: state.access_logs.loggers(&chain.hcm.access_logs),
+        peer_cache: Default::default(),
     });
     let mut drain = state.drain.watch();
     let service = service_fn(move |request| handle(request, downstream.clone(), state.clone()));

@@ -6,23 +6,26 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
+use crate::access_log::AccessLogger;
 use crate::attempt::{Attempts, UpstreamHead};
 use crate::body::{ProxyBody, full};
 use crate::cluster::Cluster;
 use crate::connection::{Addresses, Peer};
+pub use crate::failure::Failure;
 use crate::listener::{Direction, RouteSource};
 use crate::metrics::RequestLabels;
+use crate::peer_metadata;
 use crate::rbac::{RbacFilter, RequestFacts, Verdict};
+pub use crate::recording::Exchange;
+use crate::recording::Recording;
 use crate::replay::{BUFFER_LIMIT, RequestBody};
-use crate::response_flags::{Flag, ResponseFlags};
+use crate::response_flags::Flag;
 use crate::rewrite::{Origin, Redirect};
 use crate::route::{ClusterTarget, Forward, RequestView, Route, RouteAction, RouteTable};
 use crate::state::ProxyState;
@@ -44,138 +47,59 @@ pub struct Downstream {
     /// Run in order before routing; any of them can deny the request.
     pub rbac: Arc<[RbacFilter]>,
     pub addresses: Addresses,
-}
-
-/// What is learnt about a request while it is handled, for its metrics.
-pub struct Exchange {
-    pub labels: RequestLabels,
-    pub flags: ResponseFlags,
-}
-
-/// Why the proxy answered itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    NoRoute,
-    NoCluster,
-    NoHealthyUpstream,
-    UpstreamUnreachable,
-    /// The upstream reset or closed the stream before answering (UR).
-    UpstreamReset,
-    UpstreamTimeout,
-    BadRequest,
-    DownstreamDisconnected,
-    /// An RBAC filter (AuthorizationPolicy) denied the request.
-    AccessDenied,
-}
-
-impl Failure {
-    pub fn status(self) -> StatusCode {
-        match self {
-            Failure::NoRoute => StatusCode::NOT_FOUND,
-            Failure::NoCluster
-            | Failure::NoHealthyUpstream
-            | Failure::UpstreamUnreachable
-            | Failure::UpstreamReset => StatusCode::SERVICE_UNAVAILABLE,
-            Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Failure::BadRequest | Failure::DownstreamDisconnected => StatusCode::BAD_REQUEST,
-            Failure::AccessDenied => StatusCode::FORBIDDEN,
-        }
-    }
-
-    pub fn flag(self) -> Flag {
-        match self {
-            Failure::NoRoute => Flag::NoRoute,
-            Failure::NoCluster => Flag::NoCluster,
-            Failure::NoHealthyUpstream => Flag::NoHealthyUpstream,
-            Failure::UpstreamUnreachable => Flag::UpstreamUnreachable,
-            Failure::UpstreamReset => Flag::UpstreamReset,
-            Failure::UpstreamTimeout => Flag::UpstreamTimeout,
-            Failure::BadRequest => Flag::BadRequest,
-            Failure::DownstreamDisconnected => Flag::DownstreamDisconnected,
-            Failure::AccessDenied => Flag::RbacDenied,
-        }
-    }
-
-    fn body(self) -> &'static str {
-        match self {
-            Failure::NoRoute => "no route\n",
-            Failure::NoCluster => "no cluster\n",
-            Failure::NoHealthyUpstream => "no healthy upstream\n",
-            Failure::UpstreamUnreachable => "upstream connect error\n",
-            Failure::UpstreamReset => "upstream reset before response started\n",
-            Failure::UpstreamTimeout => "upstream request timeout\n",
-            Failure::BadRequest => "bad request: missing authority\n",
-            Failure::DownstreamDisconnected => "downstream disconnected\n",
-            // Envoy's body, which clients and Istio's docs look for.
-            Failure::AccessDenied => "RBAC: access denied",
-        }
-    }
-
-    fn response(self) -> Response<ProxyBody> {
-        let mut response = Response::new(full(self.body()));
-        *response.status_mut() = self.status();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        response
-    }
+    /// Where each request's line goes once it is over.
+    pub access_logs: Arc<[AccessLogger]>,
+    /// The calling workload, from its sidecar's metadata exchange.
+    pub peer_cache: peer_metadata::PeerCache,
 }
 
 pub async fn handle(
-    request: Request<Incoming>,
+    mut request: Request<hyper::body::Incoming>,
     downstream: Arc<Downstream>,
     state: Arc<ProxyState>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let mut recording = Recording {
-        exchange: Exchange {
-            labels: downstream.labels.clone(),
-            flags: ResponseFlags::default(),
-        },
-        state: state.clone(),
-        started: Instant::now(),
-        response_code: None,
-    };
-    let outcome = route_and_forward(request, &downstream, &state, &mut recording.exchange).await;
+    // As Envoy's connection manager, before anything (the access log
+    // included) reads the request.
+    if downstream.direction == Direction::Outbound && !request.headers().contains_key(REQUEST_ID) {
+        request.headers_mut().insert(REQUEST_ID, request_id());
+    }
+    let authority = authority(&request);
+    let (mut recording, request) = Recording::start(
+        request,
+        authority.as_deref(),
+        downstream.clone(),
+        state.clone(),
+    );
+    let outcome = route_and_forward(
+        request,
+        authority,
+        &downstream,
+        &state,
+        &mut recording.exchange,
+    )
+    .await;
     let response = match outcome {
         Ok(response) => response,
         Err(failure) => {
             recording.exchange.flags.set(failure.flag());
+            recording.exchange.details = failure.details();
             failure.response()
         }
     };
-    recording.response_code = Some(response.status().as_u16());
-    Ok(response)
-}
-
-/// Counts a request in the metrics when it ends: answered, or abandoned
-/// by the client mid-way (its future dropped), which Envoy counts with
-/// response code 0 and flag DC.
-struct Recording {
-    exchange: Exchange,
-    state: Arc<ProxyState>,
-    started: Instant,
-    response_code: Option<u16>,
-}
-
-impl Drop for Recording {
-    fn drop(&mut self) {
-        if self.response_code.is_none() {
-            self.exchange.flags.set(Flag::DownstreamDisconnected);
-        }
-        let labels = &mut self.exchange.labels;
-        labels.response_flags = self.exchange.flags.as_str();
-        labels.response_code = self.response_code.unwrap_or(0);
-        self.state.metrics.record(labels, self.started.elapsed());
-    }
+    Ok(recording.respond(response))
 }
 
 async fn route_and_forward(
-    request: Request<Incoming>,
+    mut request: Request<ProxyBody>,
+    authority: Option<String>,
     downstream: &Downstream,
     state: &Arc<ProxyState>,
     exchange: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Failure> {
-    let authority = authority(&request).ok_or(Failure::BadRequest)?;
+    if downstream.direction == Direction::Inbound {
+        accept_peer_metadata(request.headers_mut(), downstream, exchange);
+    }
+    let authority = authority.ok_or(Failure::BadRequest)?;
     authorize(&request, &authority, downstream)?;
     let table: Arc<RouteTable> = match &downstream.routes {
         RouteSource::Inline(table) => table.clone(),
@@ -200,6 +124,7 @@ async fn route_and_forward(
         headers: request.headers(),
     };
     let route = table.find(&view).ok_or(Failure::NoRoute)?;
+    exchange.route_name = (!route.name.is_empty()).then(|| route.name.clone());
     // As in Envoy, the weighted cluster is chosen with the route, so that
     // even a request the fault filter answers is counted against it.
     let plan = match &route.action {
@@ -208,6 +133,7 @@ async fn route_and_forward(
             let cluster = state.clusters.load().get(&target.name).cloned();
             if let Some(cluster) = &cluster {
                 exchange.labels.service = cluster.service.clone();
+                exchange.cluster = Some(cluster.clone());
             }
             Plan::Forward(forward, target, cluster)
         }
@@ -221,9 +147,14 @@ async fn route_and_forward(
         }
         if let Some(response) = fault.abort() {
             exchange.flags.set(Flag::FaultInjected);
+            exchange.details = "fault_filter_abort";
             return Ok(response);
         }
     }
+    exchange.details = match plan {
+        Plan::Forward(..) => "via_upstream",
+        Plan::Direct(..) | Plan::Redirect(_) => "direct_response",
+    };
     let mut response = match plan {
         Plan::Direct(status, body) => {
             let mut response = Response::new(full(body.to_string()));
@@ -262,7 +193,7 @@ async fn route_and_forward(
 
 /// Runs the connection manager's RBAC filters in order.
 fn authorize(
-    request: &Request<Incoming>,
+    request: &Request<ProxyBody>,
     authority: &str,
     downstream: &Downstream,
 ) -> Result<(), Failure> {
@@ -319,7 +250,7 @@ struct Routed<'a> {
 }
 
 async fn forward_to_cluster(
-    request: Request<Incoming>,
+    request: Request<ProxyBody>,
     routed: Routed<'_>,
     downstream: &Downstream,
     state: &Arc<ProxyState>,
@@ -335,7 +266,7 @@ async fn forward_to_cluster(
             .await
             .map_err(|_| Failure::DownstreamDisconnected)?
     } else {
-        RequestBody::Streaming(body.boxed())
+        RequestBody::Streaming(body)
     };
     crate::mirror::send_copies(&forward.mirrors, &head, &body, state, forward.timeout);
     let _in_flight = cluster.retry_budget.request();
@@ -361,7 +292,7 @@ async fn forward_to_cluster(
 
 /// The request's authority: absolute-form URI (HTTP proxy requests, HTTP/2)
 /// first, then the Host header, as RFC 9112 says.
-fn authority(request: &Request<Incoming>) -> Option<String> {
+fn authority<B>(request: &Request<B>) -> Option<String> {
     if let Some(authority) = request.uri().authority() {
         return Some(authority.as_str().to_string());
     }
@@ -395,7 +326,8 @@ fn upstream_head(
     if let Ok(host) = HeaderValue::from_str(host) {
         headers.insert(header::HOST, host);
     }
-    set_mesh_headers(&mut headers, downstream, state);
+    let to_mesh = routed.cluster.spec.tls.is_some();
+    set_mesh_headers(&mut headers, downstream, state, to_mesh);
     UpstreamHead {
         method,
         path,
@@ -403,12 +335,21 @@ fn upstream_head(
     }
 }
 
-fn set_mesh_headers(headers: &mut HeaderMap, downstream: &Downstream, state: &ProxyState) {
+/// `to_mesh`: the cluster is a mesh (mTLS) one, whose sidecars take peer
+/// metadata; other destinations never see it.
+fn set_mesh_headers(
+    headers: &mut HeaderMap,
+    downstream: &Downstream,
+    state: &ProxyState,
+    to_mesh: bool,
+) {
     match downstream.direction {
         Direction::Outbound => {
             headers.remove(XFCC);
-            if !headers.contains_key(REQUEST_ID) {
-                headers.insert(REQUEST_ID, request_id());
+            headers.remove(peer_metadata::METADATA);
+            headers.remove(peer_metadata::METADATA_ID);
+            if to_mesh {
+                state.peer_metadata.insert_into(headers);
             }
         }
         Direction::Inbound => {
@@ -430,6 +371,24 @@ fn set_mesh_headers(headers: &mut HeaderMap, downstream: &Downstream, state: &Pr
                 headers.insert(XFCC, value);
             }
         }
+    }
+}
+
+/// Names the calling workload from its sidecar's metadata exchange
+/// headers, trusted only from an mTLS peer; the app never sees them.
+fn accept_peer_metadata(headers: &mut HeaderMap, downstream: &Downstream, exchange: &mut Exchange) {
+    // The connection's labels already carry the verified peer identity.
+    let principal = downstream
+        .tls
+        .then_some(exchange.labels.source.principal.as_str())
+        .filter(|_| {
+            downstream
+                .peer
+                .as_ref()
+                .is_some_and(|p| p.identity.is_some())
+        });
+    if let Some(workload) = downstream.peer_cache.take_peer(headers, principal) {
+        exchange.labels.source = workload;
     }
 }
 

@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod access_log;
 mod admin;
 mod attempt;
 mod body;
@@ -10,6 +11,7 @@ mod cluster;
 mod connection;
 mod connector;
 mod drain;
+mod failure;
 mod fault;
 mod forward;
 mod headers;
@@ -20,7 +22,9 @@ mod metric_labels;
 mod metrics;
 mod mirror;
 mod options;
+mod peer_metadata;
 mod rbac;
+mod recording;
 mod replay;
 mod response_flags;
 mod retry;

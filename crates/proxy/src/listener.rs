@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use prost::{Message, Name};
 
+use crate::access_log::AccessLogSpec;
 use crate::rbac::RbacFilter;
 use crate::route::RouteTable;
 use crate::tls_context;
@@ -66,6 +67,8 @@ pub struct HcmSpec {
     pub fault_filter: bool,
     /// RBAC filters, in order; a request must pass each.
     pub rbac: Arc<[RbacFilter]>,
+    /// File access logs, each written once per request.
+    pub access_logs: Vec<AccessLogSpec>,
 }
 
 #[derive(Debug)]
@@ -236,10 +239,11 @@ impl HcmSpec {
                 "http filter other than fault, rbac or router",
             )?;
         }
-        reject_if(
-            !hcm.access_log.is_empty(),
-            "http_connection_manager.access_log",
-        )?;
+        let access_logs = hcm
+            .access_log
+            .iter()
+            .map(AccessLogSpec::compile)
+            .collect::<Result<Vec<_>, _>>()?;
         reject_if(hcm.tracing.is_some(), "http_connection_manager.tracing")?;
         let routes = match &hcm.route_specifier {
             Some(RouteSpecifier::Rds(rds)) => RouteSource::Rds(rds.route_config_name.clone()),
@@ -264,6 +268,7 @@ impl HcmSpec {
             set_client_cert,
             fault_filter,
             rbac: rbac.into(),
+            access_logs,
         })
     }
 }

@@ -75,6 +75,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RequestLabels, Histogram>,
+    /// Access log lines lost because a writer fell behind.
+    pub access_log_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -94,10 +96,17 @@ impl Default for Metrics {
             "Request duration",
             durations.clone(),
         );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "trellis_access_log_dropped_lines",
+            "Access log lines dropped because the log writer fell behind",
+            access_log_dropped.clone(),
+        );
         Metrics {
             registry,
             requests,
             durations,
+            access_log_dropped,
         }
     }
 }

@@ -8,7 +8,6 @@ use futures::StreamExt;
 use http::HeaderMap;
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
-use hyper::body::Incoming;
 
 use crate::body::{ProxyBody, full};
 
@@ -26,7 +25,7 @@ pub enum RequestBody {
 
 impl RequestBody {
     /// Reads `body` up to `limit` bytes; an error means the client reset.
-    pub async fn read(mut body: Incoming, limit: usize) -> Result<RequestBody, hyper::Error> {
+    pub async fn read(mut body: ProxyBody, limit: usize) -> Result<RequestBody, hyper::Error> {
         if body.is_end_stream() {
             return Ok(RequestBody::Replayable {
                 data: Bytes::new(),
@@ -34,7 +33,7 @@ impl RequestBody {
             });
         }
         if body.size_hint().lower() > limit as u64 {
-            return Ok(RequestBody::Streaming(body.boxed()));
+            return Ok(RequestBody::Streaming(body));
         }
         let mut data = BytesMut::new();
         while let Some(frame) = body.frame().await {

@@ -16,6 +16,7 @@ use trellis_xds::Any;
 use trellis_xds::client::ResourceHandler;
 use trellis_xds::type_url;
 
+use crate::access_log::AccessLogs;
 use crate::cluster::{Cluster, ClusterSpec, endpoints_of};
 use crate::drain::Drain;
 use crate::identity::Identity;
@@ -23,6 +24,7 @@ use crate::listener::ListenerSpec;
 use crate::listeners::Listeners;
 use crate::metric_labels::ProxyLabels;
 use crate::metrics::Metrics;
+use crate::peer_metadata::PeerMetadata;
 use crate::route::RouteTable;
 use trellis_xds::NodeInfo;
 
@@ -34,6 +36,9 @@ pub struct ProxyState {
     pub node: NodeInfo,
     pub metrics: Arc<Metrics>,
     pub labels: ProxyLabels,
+    /// Sent to mesh peers so that they can name this workload.
+    pub peer_metadata: PeerMetadata,
+    pub access_logs: AccessLogs,
     pub drain: Drain,
     pub clusters: ArcSwap<ClusterMap>,
     pub routes: ArcSwap<RouteMap>,
@@ -49,9 +54,13 @@ pub struct ProxyState {
 impl ProxyState {
     pub fn new(identity: Arc<Identity>, node: NodeInfo, metrics: Arc<Metrics>) -> Arc<Self> {
         let labels = ProxyLabels::new(&node, identity.id.to_string());
+        let peer_metadata = PeerMetadata::new(&node);
+        let access_logs = AccessLogs::new(metrics.access_log_dropped.clone());
         Arc::new_cyclic(|state| ProxyState {
             identity,
             labels,
+            peer_metadata,
+            access_logs,
             drain: Drain::default(),
             node,
             metrics,

@@ -3,6 +3,7 @@
 //! sidecar owns, accepting mesh mTLS and/or plaintext as PeerAuthentication
 //! says, with AuthorizationPolicy's RBAC filters before the router.
 
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
@@ -44,7 +45,7 @@ pub struct Inbound {
 }
 
 /// The explicit outbound HTTP proxy the app calls (`HTTP_PROXY`).
-pub fn outbound(node: &NodeInfo) -> Vec<Listener> {
+pub fn outbound(node: &NodeInfo, access_logs: &[AccessLog]) -> Vec<Listener> {
     if node.interception != Interception::None {
         return Vec::new(); // capture mode listeners come with transparent interception
     }
@@ -56,6 +57,7 @@ pub fn outbound(node: &NodeInfo) -> Vec<Listener> {
             route_config_name: HTTP_PROXY_ROUTE.into(),
         })),
         http_filters: vec![crate::fault::fault_filter(), router_filter()],
+        access_log: access_logs.to_vec(),
         ..Default::default()
     };
     vec![Listener {
@@ -71,7 +73,7 @@ pub fn outbound(node: &NodeInfo) -> Vec<Listener> {
 }
 
 /// A listener per port the sidecar owns, and the cluster to the app behind it.
-pub fn inbound(snapshot: &Snapshot, node: &NodeInfo) -> Inbound {
+pub fn inbound(snapshot: &Snapshot, node: &NodeInfo, access_logs: &[AccessLog]) -> Inbound {
     let mut inbound = Inbound {
         listeners: Vec::new(),
         clusters: Vec::new(),
@@ -85,6 +87,7 @@ pub fn inbound(snapshot: &Snapshot, node: &NodeInfo) -> Inbound {
         let policy = InboundPolicy {
             mtls: inbound_mtls(snapshot, node, port),
             rbac: &rbac,
+            access_logs,
         };
         inbound
             .listeners
@@ -142,6 +145,7 @@ struct InboundPolicy<'a> {
     mtls: InboundMtls,
     /// Run in order before the router.
     rbac: &'a [HttpFilter],
+    access_logs: &'a [AccessLog],
 }
 
 fn inbound_listener(
@@ -160,7 +164,7 @@ fn inbound_listener(
             transport_protocol: transport.into(),
             ..Default::default()
         }),
-        filters: vec![hcm_filter(inbound_hcm(port, cluster, policy.rbac))],
+        filters: vec![hcm_filter(inbound_hcm(port, cluster, policy))],
         transport_socket: socket,
         ..Default::default()
     };
@@ -187,7 +191,7 @@ fn inbound_listener(
     }
 }
 
-fn inbound_hcm(port: u16, cluster: &str, rbac: &[HttpFilter]) -> HttpConnectionManager {
+fn inbound_hcm(port: u16, cluster: &str, policy: &InboundPolicy<'_>) -> HttpConnectionManager {
     let route = Route {
         name: "default".into(),
         r#match: Some(RouteMatch {
@@ -215,7 +219,13 @@ fn inbound_hcm(port: u16, cluster: &str, rbac: &[HttpFilter]) -> HttpConnectionM
             validate_clusters: Some(BoolValue { value: false }),
             ..Default::default()
         })),
-        http_filters: rbac.iter().cloned().chain([router_filter()]).collect(),
+        http_filters: policy
+            .rbac
+            .iter()
+            .cloned()
+            .chain([router_filter()])
+            .collect(),
+        access_log: policy.access_logs.to_vec(),
         forward_client_cert_details: ForwardClientCertDetails::SanitizeSet as i32,
         set_current_client_cert_details: Some(SetCurrentClientCertDetails {
             uri: true,

@@ -134,7 +134,12 @@ fn reviews_v2_with_jason_header_route() {
         "destination-rule-all.yaml",
         "virtual-service-reviews-jason-v2-v3.yaml",
     ];
-    check("reviews-v2-jason-v2-v3", translated(&networking, &node));
+    // With access logging on (mesh config `accessLogFile`), as `trellis up` runs.
+    let mesh = trellis_translate::MeshOptions {
+        access_log_file: Some(trellis_translate::DEFAULT_ACCESS_LOG_FILE.into()),
+    };
+    let resources = trellis_translate::translate_with(&snapshot(&networking), &node, &mesh);
+    check("reviews-v2-jason-v2-v3", as_json(&resources));
 }
 
 #[test]

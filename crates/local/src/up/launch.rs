@@ -58,6 +58,10 @@ pub(crate) fn control_plane(paths: &Paths, address: Ipv4Addr) -> anyhow::Result<
         utf8(&paths.root_cert)?,
         "--trust-domain",
         TRUST_DOMAIN,
+        // Local mode is for seeing what happens: access logs on, as in
+        // Istio's demo profile.
+        "--access-log-file",
+        "/dev/stdout",
     ]
     .map(str::to_owned)
     .to_vec();

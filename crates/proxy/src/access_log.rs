@@ -1,0 +1,150 @@
+//! Envoy's file access log (`envoy.access_loggers.file`) with a text
+//! format: compiled from the connection manager's config, one line per
+//! request written once its response is complete.
+
+mod format;
+mod sink;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
+use envoy_types::pb::envoy::config::core::v3::{data_source, substitution_format_string::Format};
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
+    FileAccessLog, file_access_log::AccessLogFormat,
+};
+use prometheus_client::metrics::counter::Counter;
+use prost::{Message, Name};
+
+pub use format::{LogEntry, LogFormat, RequestHead};
+use sink::LogSink;
+
+use crate::unsupported::{Unsupported, reject_if};
+
+/// Envoy's default format, used when the config names none.
+const ENVOY_DEFAULT_FORMAT: &str = concat!(
+    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" ",
+    "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% ",
+    "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" ",
+    "\"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n",
+);
+
+/// One configured file access log.
+#[derive(Debug)]
+pub struct AccessLogSpec {
+    pub path: String,
+    pub format: Arc<LogFormat>,
+}
+
+impl AccessLogSpec {
+    pub fn compile(log: &AccessLog) -> Result<AccessLogSpec, Unsupported> {
+        reject_if(log.filter.is_some(), "access_log.filter")?;
+        let Some(access_log::ConfigType::TypedConfig(any)) = &log.config_type else {
+            return Err(Unsupported("access_log without typed_config"));
+        };
+        reject_if(
+            any.type_url != FileAccessLog::type_url(),
+            "access logger other than envoy.access_loggers.file",
+        )?;
+        let config = FileAccessLog::decode(any.value.as_slice())
+            .map_err(|_| Unsupported("undecodable FileAccessLog"))?;
+        reject_if(config.path.is_empty(), "FileAccessLog without path")?;
+        let text = format_text(&config)?;
+        let format =
+            LogFormat::parse(text).map_err(|_| Unsupported("access log format operator"))?;
+        Ok(AccessLogSpec {
+            path: config.path,
+            format: Arc::new(format),
+        })
+    }
+}
+
+/// The text format a file logger uses; JSON and typed formats are not
+/// implemented.
+#[allow(deprecated)] // `format` is deprecated but still sent by older control planes
+fn format_text(config: &FileAccessLog) -> Result<&str, Unsupported> {
+    match &config.access_log_format {
+        None => Ok(ENVOY_DEFAULT_FORMAT),
+        Some(AccessLogFormat::Format(text)) if text.is_empty() => Ok(ENVOY_DEFAULT_FORMAT),
+        Some(AccessLogFormat::Format(text)) => Ok(text),
+        Some(AccessLogFormat::LogFormat(substitution)) => {
+            reject_if(
+                !substitution.formatters.is_empty(),
+                "access log format formatters",
+            )?;
+            match &substitution.format {
+                Some(Format::TextFormat(text)) => Ok(text),
+                Some(Format::TextFormatSource(source)) => match &source.specifier {
+                    Some(data_source::Specifier::InlineString(text)) => Ok(text),
+                    _ => Err(Unsupported(
+                        "access log format source other than inline_string",
+                    )),
+                },
+                _ => Err(Unsupported("access log format other than text")),
+            }
+        }
+        Some(_) => Err(Unsupported("access log format other than text")),
+    }
+}
+
+/// A logger ready for requests: its format and the open file.
+#[derive(Clone, Debug)]
+pub struct AccessLogger {
+    pub format: Arc<LogFormat>,
+    sink: Arc<LogSink>,
+}
+
+impl AccessLogger {
+    pub fn write(&self, entry: &LogEntry<'_>) {
+        let mut line = String::with_capacity(512);
+        self.format.render(entry, &mut line);
+        self.sink.write(line);
+    }
+}
+
+/// The proxy's open access log files, one writer per path however many
+/// listeners log there.
+#[derive(Debug)]
+pub struct AccessLogs {
+    sinks: Mutex<HashMap<String, Arc<LogSink>>>,
+    dropped: Counter,
+}
+
+impl AccessLogs {
+    /// `dropped` counts lines lost because a writer fell behind.
+    pub fn new(dropped: Counter) -> Self {
+        AccessLogs {
+            sinks: Mutex::default(),
+            dropped,
+        }
+    }
+
+    /// Loggers for `specs`; a file that cannot be opened is skipped (and
+    /// said so), since a request must not fail for its log.
+    pub fn loggers(&self, specs: &[AccessLogSpec]) -> Arc<[AccessLogger]> {
+        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        specs
+            .iter()
+            .filter_map(|spec| {
+                let sink = match sinks.get(&spec.path) {
+                    Some(sink) => sink.clone(),
+                    None => match LogSink::open(&spec.path, self.dropped.clone()) {
+                        Ok(sink) => {
+                            let sink = Arc::new(sink);
+                            sinks.insert(spec.path.clone(), sink.clone());
+                            sink
+                        }
+                        Err(error) => {
+                            tracing::warn!(path = %spec.path, %error, "cannot open access log");
+                            return None;
+                        }
+                    },
+                };
+                Some(AccessLogger {
+                    format: spec.format.clone(),
+                    sink,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,94 @@
+//! Why the proxy answered a request itself, and how: the status, response
+//! flag, details and body Envoy would use for each failure.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::{ProxyBody, full};
+use crate::response_flags::Flag;
+
+/// Why the proxy answered itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    NoRoute,
+    NoCluster,
+    NoHealthyUpstream,
+    UpstreamUnreachable,
+    /// The upstream reset or closed the stream before answering (UR).
+    UpstreamReset,
+    UpstreamTimeout,
+    BadRequest,
+    DownstreamDisconnected,
+    /// An RBAC filter (AuthorizationPolicy) denied the request.
+    AccessDenied,
+}
+
+impl Failure {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Failure::NoRoute => StatusCode::NOT_FOUND,
+            Failure::NoCluster
+            | Failure::NoHealthyUpstream
+            | Failure::UpstreamUnreachable
+            | Failure::UpstreamReset => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::BadRequest | Failure::DownstreamDisconnected => StatusCode::BAD_REQUEST,
+            Failure::AccessDenied => StatusCode::FORBIDDEN,
+        }
+    }
+
+    pub fn flag(self) -> Flag {
+        match self {
+            Failure::NoRoute => Flag::NoRoute,
+            Failure::NoCluster => Flag::NoCluster,
+            Failure::NoHealthyUpstream => Flag::NoHealthyUpstream,
+            Failure::UpstreamUnreachable => Flag::UpstreamUnreachable,
+            Failure::UpstreamReset => Flag::UpstreamReset,
+            Failure::UpstreamTimeout => Flag::UpstreamTimeout,
+            Failure::BadRequest => Flag::BadRequest,
+            Failure::DownstreamDisconnected => Flag::DownstreamDisconnected,
+            Failure::AccessDenied => Flag::RbacDenied,
+        }
+    }
+
+    /// Envoy's `RESPONSE_CODE_DETAILS` for the failure.
+    pub fn details(self) -> &'static str {
+        match self {
+            Failure::NoRoute => "route_not_found",
+            Failure::NoCluster => "cluster_not_found",
+            Failure::NoHealthyUpstream => "no_healthy_upstream",
+            Failure::UpstreamUnreachable => {
+                "upstream_reset_before_response_started{connection_failure}"
+            }
+            Failure::UpstreamReset => "upstream_reset_before_response_started{remote_reset}",
+            Failure::UpstreamTimeout => "response_timeout",
+            Failure::BadRequest => "missing_host_header",
+            Failure::DownstreamDisconnected => "downstream_remote_disconnect",
+            Failure::AccessDenied => "rbac_access_denied_matched_policy[none]",
+        }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            Failure::NoRoute => "no route\n",
+            Failure::NoCluster => "no cluster\n",
+            Failure::NoHealthyUpstream => "no healthy upstream\n",
+            Failure::UpstreamUnreachable => "upstream connect error\n",
+            Failure::UpstreamReset => "upstream reset before response started\n",
+            Failure::UpstreamTimeout => "upstream request timeout\n",
+            Failure::BadRequest => "bad request: missing authority\n",
+            Failure::DownstreamDisconnected => "downstream disconnected\n",
+            // Envoy's body, which clients and Istio's docs look for.
+            Failure::AccessDenied => "RBAC: access denied",
+        }
+    }
+
+    pub fn response(self) -> Response<ProxyBody> {
+        let mut response = Response::new(full(self.body()));
+        *response.status_mut() = self.status();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        response
+    }
+}

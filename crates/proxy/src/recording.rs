@@ -1,0 +1,229 @@
+//! What the proxy records about each request once it is over: the metrics
+//! and a line per access log. The recording rides in the response body so
+//! that it ends when the last byte is sent (or the client goes away).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+
+use crate::access_log::{LogEntry, RequestHead};
+use crate::body::ProxyBody;
+use crate::cluster::Cluster;
+use crate::forward::Downstream;
+use crate::listener::Direction;
+use crate::metrics::RequestLabels;
+use crate::response_flags::{Flag, ResponseFlags};
+use crate::state::ProxyState;
+
+/// What is learnt about a request while it is handled.
+pub struct Exchange {
+    pub labels: RequestLabels,
+    pub flags: ResponseFlags,
+    /// Envoy's `RESPONSE_CODE_DETAILS`: why the response has its code.
+    pub details: &'static str,
+    pub route_name: Option<String>,
+    pub cluster: Option<Arc<Cluster>>,
+    /// The endpoint of the last attempt.
+    pub upstream_host: Option<SocketAddr>,
+}
+
+impl Exchange {
+    pub fn new(labels: RequestLabels) -> Exchange {
+        Exchange {
+            labels,
+            flags: ResponseFlags::default(),
+            details: "",
+            route_name: None,
+            cluster: None,
+            upstream_host: None,
+        }
+    }
+}
+
+/// Counts a request when it ends: answered, or abandoned by the client
+/// mid-way (its future dropped), which Envoy counts with response code 0
+/// and flag DC.
+pub struct Recording {
+    pub exchange: Exchange,
+    pub response_code: Option<u16>,
+    state: Arc<ProxyState>,
+    downstream: Arc<Downstream>,
+    started: Instant,
+    start_time: SystemTime,
+    protocol: &'static str,
+    /// Per access logger: the request's headers its format names.
+    request_headers: Vec<Vec<Option<HeaderValue>>>,
+    response_headers: Vec<Vec<Option<HeaderValue>>>,
+    bytes_received: Arc<AtomicU64>,
+    bytes_sent: u64,
+}
+
+impl Recording {
+    /// Starts recording `request`, whose body is now counted.
+    pub fn start(
+        request: Request<hyper::body::Incoming>,
+        authority: Option<&str>,
+        downstream: Arc<Downstream>,
+        state: Arc<ProxyState>,
+    ) -> (Recording, Request<ProxyBody>) {
+        let head = RequestHead {
+            method: request.method().as_str(),
+            path: request.uri().path_and_query().map_or("/", |p| p.as_str()),
+            authority,
+            scheme: if downstream.tls { "https" } else { "http" },
+        };
+        let request_headers = downstream
+            .access_logs
+            .iter()
+            .map(|log| log.format.capture_request(&head, request.headers()))
+            .collect();
+        let bytes_received = Arc::new(AtomicU64::new(0));
+        let protocol = protocol(request.version());
+        let counter = bytes_received.clone();
+        let request = request.map(|body| {
+            body.map_frame(move |frame| {
+                if let Some(data) = frame.data_ref() {
+                    counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                frame
+            })
+            .boxed()
+        });
+        let recording = Recording {
+            exchange: Exchange::new(downstream.labels.clone()),
+            response_code: None,
+            state,
+            downstream,
+            started: Instant::now(),
+            start_time: SystemTime::now(),
+            protocol,
+            request_headers,
+            response_headers: Vec::new(),
+            bytes_received,
+            bytes_sent: 0,
+        };
+        (recording, request)
+    }
+
+    /// Finishes with `response`: the recording ends with its body.
+    pub fn respond(mut self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        self.response_code = Some(response.status().as_u16());
+        self.response_headers = self
+            .downstream
+            .access_logs
+            .iter()
+            .map(|log| log.format.capture_response(response.headers()))
+            .collect();
+        response.map(|body| {
+            RecordedBody {
+                body,
+                recording: self,
+            }
+            .boxed()
+        })
+    }
+
+    fn write_access_logs(&self) {
+        let exchange = &self.exchange;
+        let downstream_peer = self
+            .downstream
+            .peer
+            .as_ref()
+            .and_then(|peer| peer.identity.as_ref())
+            .map(ToString::to_string);
+        let cluster = exchange.cluster.as_deref();
+        let upstream_peer = cluster
+            .filter(|c| c.spec.tls.is_some() && self.downstream.direction == Direction::Outbound)
+            .map(|_| exchange.labels.destination.principal.as_str());
+        let no_headers = Vec::new();
+        for (index, logger) in self.downstream.access_logs.iter().enumerate() {
+            logger.write(&LogEntry {
+                start: self.start_time,
+                duration: self.started.elapsed(),
+                protocol: self.protocol,
+                response_code: exchange.labels.response_code,
+                response_flags: exchange.labels.response_flags,
+                response_code_details: exchange.details,
+                bytes_received: self.bytes_received.load(Ordering::Relaxed),
+                bytes_sent: self.bytes_sent,
+                upstream_host: exchange.upstream_host,
+                upstream_cluster: cluster.map(|c| c.spec.name.as_str()),
+                upstream_peer,
+                downstream_local: self.downstream.addresses.local,
+                downstream_remote: self.downstream.addresses.remote,
+                downstream_peer: downstream_peer.as_deref(),
+                route_name: exchange.route_name.as_deref(),
+                request_headers: self.request_headers.get(index).unwrap_or(&no_headers),
+                response_headers: self.response_headers.get(index).unwrap_or(&no_headers),
+            });
+        }
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if self.response_code.is_none() {
+            self.exchange.flags.set(Flag::DownstreamDisconnected);
+            self.exchange.details = "downstream_remote_disconnect";
+        }
+        let labels = &mut self.exchange.labels;
+        labels.response_flags = self.exchange.flags.as_str();
+        labels.response_code = self.response_code.unwrap_or(0);
+        self.state.metrics.record(labels, self.started.elapsed());
+        if !self.downstream.access_logs.is_empty() {
+            self.write_access_logs();
+        }
+    }
+}
+
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// A response body that counts what it sends and ends the recording when
+/// it is dropped.
+struct RecordedBody {
+    body: ProxyBody,
+    recording: Recording,
+}
+
+impl Body for RecordedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.recording.bytes_sent += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
