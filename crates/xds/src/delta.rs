@@ -17,7 +17,7 @@ use tonic::{Status, Streaming};
 use crate::metrics::Convergence;
 use crate::node::NodeInfo;
 use crate::resources::{EncodedResources, TypedResources};
-use crate::server::{ProxyRegistry, ProxyStatus, ResourceGenerator};
+use crate::server::{ProxyRegistry, ResourceGenerator, generate_latest};
 use crate::type_url;
 
 /// Names a client subscribes to for "everything of this type".
@@ -189,15 +189,7 @@ impl<G: ResourceGenerator> DeltaStream<G> {
     }
 
     fn identify(&mut self, request: &DeltaDiscoveryRequest) -> Result<(), Status> {
-        let node = request
-            .node
-            .as_ref()
-            .ok_or_else(|| Status::invalid_argument("the first request must carry a node"))?;
-        let info =
-            NodeInfo::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        tracing::info!(stream = self.id, node = %node.id, "proxy connected (delta)");
-        self.proxies
-            .insert(self.id, ProxyStatus::connected(node, &info));
+        let info = self.proxies.register(self.id, request.node.as_ref())?;
         self.node = Some(info);
         self.regenerate();
         Ok(())
@@ -205,14 +197,8 @@ impl<G: ResourceGenerator> DeltaStream<G> {
 
     fn regenerate(&mut self) {
         let node = self.node.as_ref().expect("regenerate runs after identify");
-        match self.generator.generate(node) {
-            Ok(Some(resources)) => self.current = Some(resources),
-            Ok(None) => {}
-            Err(message) => tracing::error!(
-                stream = self.id,
-                message,
-                "cannot generate config; keeping the last"
-            ),
+        if let Some(resources) = generate_latest(self.generator.as_ref(), node, self.id) {
+            self.current = Some(resources);
         }
     }
 

@@ -113,6 +113,18 @@ impl ProxyRegistry {
         }
     }
 
+    /// Identifies a new stream's proxy from its first request and records
+    /// it as connected.
+    pub(crate) fn register(&self, stream: u64, node: Option<&Node>) -> Result<NodeInfo, Status> {
+        let node =
+            node.ok_or_else(|| Status::invalid_argument("the first request must carry a node"))?;
+        let info =
+            NodeInfo::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        tracing::info!(stream, node = %node.id, "proxy connected");
+        self.insert(stream, ProxyStatus::connected(node, &info));
+        Ok(info)
+    }
+
     pub(crate) fn insert(&self, stream: u64, status: ProxyStatus) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         if streams.insert(stream, status).is_none() {
@@ -252,7 +264,7 @@ impl<G: ResourceGenerator> AdsStream<G> {
                     }
                     if self.node.is_some() {
                         self.convergence.begin();
-                        self.regenerate()?;
+                        self.regenerate();
                         self.push_changed().await?;
                         self.convergence.settle_if_nothing_sent();
                     }
@@ -292,17 +304,10 @@ impl<G: ResourceGenerator> AdsStream<G> {
     }
 
     fn identify(&mut self, request: &DiscoveryRequest) -> Result<(), Status> {
-        let node = request
-            .node
-            .as_ref()
-            .ok_or_else(|| Status::invalid_argument("the first request must carry a node"))?;
-        let info =
-            NodeInfo::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        tracing::info!(stream = self.id, node = %node.id, "proxy connected");
-        self.proxies
-            .insert(self.id, ProxyStatus::connected(node, &info));
+        let info = self.proxies.register(self.id, request.node.as_ref())?;
         self.node = Some(info);
-        self.regenerate()
+        self.regenerate();
+        Ok(())
     }
 
     fn record_nack(&mut self, type_url: &'static str, version: &str, message: &str) {
@@ -321,21 +326,10 @@ impl<G: ResourceGenerator> AdsStream<G> {
         });
     }
 
-    fn regenerate(&mut self) -> Result<(), Status> {
+    fn regenerate(&mut self) {
         let node = self.node.as_ref().expect("regenerate runs after identify");
-        match self.generator.generate(node) {
-            Ok(resources) => {
-                if resources.is_some() {
-                    self.current = resources;
-                }
-                Ok(())
-            }
-            Err(message) => {
-                // Keep serving the last good resources; a translation bug
-                // must not take a proxy's config away.
-                tracing::error!(stream = self.id, message, "cannot generate config");
-                Ok(())
-            }
+        if let Some(resources) = generate_latest(self.generator.as_ref(), node, self.id) {
+            self.current = Some(resources);
         }
     }
 
@@ -385,6 +379,23 @@ impl<G: ResourceGenerator> AdsStream<G> {
             .send(Ok(response))
             .await
             .map_err(|_| Status::cancelled("proxy went away"))
+    }
+}
+
+/// The proxy's resources now; `None` keeps whatever it was last sent:
+/// before the first complete load (never push an empty config), and when
+/// translation fails (a translator bug must not take a proxy's config away).
+pub(crate) fn generate_latest<G: ResourceGenerator>(
+    generator: &G,
+    node: &NodeInfo,
+    stream: u64,
+) -> Option<EncodedResources> {
+    match generator.generate(node) {
+        Ok(resources) => resources,
+        Err(message) => {
+            tracing::error!(stream, message, "cannot generate config; keeping the last");
+            None
+        }
     }
 }
 
