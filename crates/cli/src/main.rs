@@ -91,7 +91,10 @@ const PROXY_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn run_proxy(options: trellis_proxy::ProxyOptions) -> anyhow::Result<()> {
     let state = trellis_proxy::start(&options).await?;
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = state.quit.notified() => tracing::info!("asked to quit (/quitquitquit)"),
+    }
     if !state.drain.drain(PROXY_DRAIN).await {
         tracing::warn!("connections still open after the drain period; closing them");
     }

@@ -1,6 +1,7 @@
 //! The proxy's own HTTP endpoints, on Istio's ports at the workload address:
-//! admin (15000: `/config_dump`, `/ready`, `/stats/prometheus`), Prometheus
-//! (15090: `/stats/prometheus`) and health (15021: `/healthz/ready`).
+//! admin (15000: `/config_dump`, `/clusters`, `/listeners`, `/ready`,
+//! `/stats/prometheus`, `POST /quitquitquit`), Prometheus (15090:
+//! `/stats/prometheus`) and health (15021: `/healthz/ready`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use trellis_xds::type_url;
 
@@ -18,6 +19,9 @@ use crate::state::ProxyState;
 pub fn admin_router(state: Arc<ProxyState>) -> Router {
     Router::new()
         .route("/config_dump", get(config_dump))
+        .route("/clusters", get(clusters))
+        .route("/listeners", get(listeners))
+        .route("/quitquitquit", post(quit))
         .route("/ready", get(ready))
         .route("/stats/prometheus", get(prometheus))
         .with_state(state)
@@ -94,4 +98,37 @@ async fn config_dump(State(state): State<Arc<ProxyState>>) -> Response {
         ]
     });
     axum::Json(dump).into_response()
+}
+
+/// Envoy's text view: `CLUSTER::IP:PORT::STAT::VALUE`, one line per
+/// endpoint and stat, clusters sorted by name.
+async fn clusters(State(state): State<Arc<ProxyState>>) -> String {
+    let clusters = state.clusters.load();
+    let mut names: Vec<&String> = clusters.keys().collect();
+    names.sort();
+    let mut out = String::new();
+    for name in names {
+        for endpoint in clusters[name].endpoints().iter() {
+            let address = endpoint.address;
+            out.push_str(&format!("{name}::{address}::health_flags::healthy\n"));
+            out.push_str(&format!("{name}::{address}::weight::1\n"));
+        }
+    }
+    out
+}
+
+/// Envoy's text view: `NAME::ADDRESS`, sorted by name.
+async fn listeners(State(state): State<Arc<ProxyState>>) -> String {
+    let mut listeners = state.listeners.addresses();
+    listeners.sort();
+    listeners
+        .iter()
+        .map(|(name, address)| format!("{name}::{address}\n"))
+        .collect()
+}
+
+/// Envoy's `/quitquitquit`: drain and exit, as a Job's app does when done.
+async fn quit(State(state): State<Arc<ProxyState>>) -> &'static str {
+    state.quit.notify_one();
+    "OK\n"
 }

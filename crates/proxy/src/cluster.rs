@@ -253,6 +253,11 @@ impl Cluster {
         self.endpoints.store(Arc::new(live));
     }
 
+    /// The current endpoints (for the admin `/clusters` view).
+    pub fn endpoints(&self) -> Arc<Vec<LiveEndpoint>> {
+        self.endpoints.load_full()
+    }
+
     /// Round robin over the current endpoints.
     pub fn pick(&self) -> Option<LiveEndpoint> {
         let endpoints = self.endpoints.load();

@@ -40,6 +40,8 @@ pub struct ProxyState {
     pub peer_metadata: PeerMetadata,
     pub access_logs: AccessLogs,
     pub drain: Drain,
+    /// Signalled by the admin `/quitquitquit`: the process drains and exits.
+    pub quit: tokio::sync::Notify,
     pub clusters: ArcSwap<ClusterMap>,
     pub routes: ArcSwap<RouteMap>,
     pub listeners: Listeners,
@@ -62,6 +64,7 @@ impl ProxyState {
             peer_metadata,
             access_logs,
             drain: Drain::default(),
+            quit: tokio::sync::Notify::new(),
             node,
             metrics,
             clusters: ArcSwap::default(),
