@@ -53,9 +53,46 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
 }
 
-/// Where cargo unpacked `envoy-types`: asked of `cargo metadata`, which works
-/// for registry, vendored and git sources alike.
+/// Where cargo unpacked `envoy-types`. The registry checkout named by the
+/// lockfile is found without running cargo; `cargo metadata` is the fallback
+/// for vendored and git sources. Metadata is not the first choice: it wants
+/// every locked package's manifest, including other platforms' crates that a
+/// Linux build never downloads, so it fails offline on a fresh machine.
 fn envoy_types_proto_dir() -> PathBuf {
+    registry_checkout()
+        .unwrap_or_else(metadata_checkout)
+        .join("proto")
+}
+
+fn registry_checkout() -> Option<PathBuf> {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").ok()?);
+    let lockfile = manifest_dir
+        .ancestors()
+        .map(|d| d.join("Cargo.lock"))
+        .find(|p| p.is_file())?;
+    println!("cargo:rerun-if-changed={}", lockfile.display());
+    let version = locked_version(&std::fs::read_to_string(lockfile).ok()?, "envoy-types")?;
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))?;
+    let wanted = format!("envoy-types-{version}");
+    std::fs::read_dir(cargo_home.join("registry").join("src"))
+        .ok()?
+        .flatten()
+        .map(|index| index.path().join(&wanted))
+        .find(|dir| dir.join("proto").is_dir())
+}
+
+/// The version of `name` in a Cargo.lock (`[[package]]` tables).
+fn locked_version(lockfile: &str, name: &str) -> Option<String> {
+    let mut lines = lockfile.lines();
+    let name_line = format!("name = \"{name}\"");
+    lines.find(|line| line.trim() == name_line)?;
+    let version = lines.next()?.trim().strip_prefix("version = \"")?;
+    Some(version.trim_end_matches('"').to_string())
+}
+
+fn metadata_checkout() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest =
         Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("Cargo.toml");
@@ -86,5 +123,5 @@ fn envoy_types_proto_dir() -> PathBuf {
     Path::new(manifest_path)
         .parent()
         .expect("manifest has a parent directory")
-        .join("proto")
+        .to_path_buf()
 }

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::analyzers;
+use crate::credentials::LocalCredentials;
 use crate::input::{InputError, Loaded, gather, load};
 use crate::message::{Level, Message, Origin};
 use crate::model::Model;
@@ -99,7 +100,8 @@ impl Scope {
 /// Every message about `loaded` within `scope` that no suppression hides,
 /// sorted by resource, code and text, without duplicates.
 pub fn analyze(loaded: &Loaded, scope: &Scope, suppressions: &[Suppression]) -> Vec<Message> {
-    let model = Model::new(loaded.resources.iter().map(|checked| &checked.resource));
+    let mut model = Model::new(loaded.resources.iter().map(|checked| &checked.resource));
+    model.credentials = loaded.credentials.as_ref();
     let mut messages = analyzers::run(&model);
     for checked in &loaded.resources {
         analyzers::schema::analyze(&checked.resource, &checked.violations, &mut messages);
@@ -144,7 +146,8 @@ pub fn run_analyze(args: &AnalyzeArgs) -> Result<i32, AnalyzeError> {
         );
     }
     let paths: Vec<PathBuf> = args.files.iter().chain(&args.paths).cloned().collect();
-    let loaded = load(&gather(&paths)?);
+    let mut loaded = load(&gather(&paths)?);
+    loaded.credentials = LocalCredentials::find(&paths);
     for warning in &loaded.warnings {
         let _ = writeln!(stderr, "warning: {warning}");
     }

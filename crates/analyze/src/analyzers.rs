@@ -2,11 +2,14 @@
 //! reports the same message codes. Each reads the [`Model`] and appends
 //! [`Message`]s.
 
+mod conflicting_gateways;
 mod destination_hosts;
 mod destination_rule_hosts;
 mod destination_subsets;
+mod gateway_credentials;
 mod gateway_hosts;
 mod gateway_references;
+mod gateway_selectors;
 mod http_match;
 mod mesh_host_conflicts;
 mod port_names;
@@ -27,7 +30,7 @@ pub const MESH_GATEWAY: &str = "mesh";
 
 /// Runs every cross-resource analyzer over `model`.
 pub fn run(model: &Model<'_>) -> Vec<Message> {
-    let analyzers: [fn(&Model<'_>, &mut Vec<Message>); 9] = [
+    let analyzers: [fn(&Model<'_>, &mut Vec<Message>); 12] = [
         destination_hosts::analyze,
         destination_subsets::analyze,
         gateway_references::analyze,
@@ -37,6 +40,9 @@ pub fn run(model: &Model<'_>) -> Vec<Message> {
         subset_pods::analyze,
         destination_rule_hosts::analyze,
         port_names::analyze,
+        gateway_selectors::analyze,
+        conflicting_gateways::analyze,
+        gateway_credentials::analyze,
     ];
     let mut messages = Vec::new();
     for analyze in analyzers {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::credentials::LocalCredentials;
 use trellis_api::{AnyResource, ConfigError, Document, ResourceKey, read_documents};
 
 /// The name standard input is reported under.
@@ -112,6 +113,8 @@ pub struct Loaded {
     pub errors: Vec<ConfigError>,
     /// Kinds Trellis does not read.
     pub warnings: Vec<ConfigError>,
+    /// Gateway credentials beside the inputs (see credentials.rs).
+    pub credentials: Option<LocalCredentials>,
 }
 
 impl Loaded {
@@ -137,7 +140,9 @@ pub fn load(sources: &[Source]) -> Loaded {
                     resource,
                     violations,
                     name_position,
+                    warnings,
                 } => {
+                    loaded.warnings.extend(warnings);
                     let key = resource.key();
                     if let Some(first) = first_definition.get(&key) {
                         let message = format!("{key} is already defined at {first}");

@@ -26,6 +26,7 @@
 
 mod analyze;
 mod analyzers;
+pub mod credentials;
 pub mod host;
 pub mod input;
 pub mod message;

@@ -93,9 +93,19 @@ pub const UNKNOWN_DESTINATION_RULE_HOST: MessageType = MessageType {
     name: "UnknownDestinationRuleHost",
     level: Level::Warning,
 };
+pub const CONFLICTING_GATEWAYS: MessageType = MessageType {
+    code: "IST0145",
+    name: "ConflictingGateways",
+    level: Level::Error,
+};
+pub const INVALID_GATEWAY_CREDENTIAL: MessageType = MessageType {
+    code: "IST0161",
+    name: "InvalidGatewayCredential",
+    level: Level::Error,
+};
 
 /// Every message type Trellis can report; `--suppress` warns about others.
-pub const ALL: [&MessageType; 9] = [
+pub const ALL: [&MessageType; 11] = [
     &REFERENCED_RESOURCE_NOT_FOUND,
     &SCHEMA_VALIDATION_ERROR,
     &CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS,
@@ -105,6 +115,8 @@ pub const ALL: [&MessageType; 9] = [
     &VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY,
     &DESTINATION_RULE_SUBSET_NOT_SELECT_PODS,
     &UNKNOWN_DESTINATION_RULE_HOST,
+    &CONFLICTING_GATEWAYS,
+    &INVALID_GATEWAY_CREDENTIAL,
 ];
 
 /// The resource a message is about.

@@ -8,6 +8,7 @@ use trellis_api::{
     AnyResource, DestinationRule, Gateway, Resource, ServiceEntry, ServiceSpec, VirtualService,
 };
 
+use crate::credentials::LocalCredentials;
 use crate::host;
 
 /// Where Istio's own resources live (its root namespace).
@@ -44,6 +45,8 @@ pub struct Model<'a> {
     pub service_entries: Vec<&'a Resource<ServiceEntry>>,
     pub workloads: Vec<Workload<'a>>,
     pub hosts: Vec<ServiceHost<'a>>,
+    /// Local mode's gateway credentials, when a directory was analyzed.
+    pub credentials: Option<&'a LocalCredentials>,
 }
 
 impl<'a> Model<'a> {

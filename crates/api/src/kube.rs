@@ -2,11 +2,17 @@
 //! Unknown fields are ignored: real manifests carry many (probes, volumes,
 //! resources...) that have nothing to do with the mesh.
 
+mod objects;
+mod workloads;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+
+pub use objects::*;
+pub use workloads::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]

@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+mod kinds;
+mod mesh_config_map;
+pub(crate) mod unknown_fields;
 
 use crate::error::{ConfigError, Position};
-use crate::istio::{NETWORKING_API_VERSIONS, SECURITY_API_VERSIONS};
-use crate::meta::{AnyResource, ObjectMeta, Resource, SourceRef};
+use crate::meta::{AnyResource, SourceRef};
 use crate::validate::validate;
-use crate::yaml::{DeError, Node, PositionMap, from_node, parse_documents};
+use crate::yaml::{DeError, Node, PositionMap, parse_documents};
+use kinds::{Header, KnownKind, Read};
 
 /// Everything read from one text. Invalid documents contribute errors and no
 /// resources; documents of kinds Trellis does not handle contribute warnings.
@@ -37,14 +38,21 @@ pub fn parse_yaml(file: &Path, text: &str) -> ParseOutcome {
         match document {
             Document::Unreadable(errors) => outcome.errors.extend(errors),
             Document::Unsupported(warning) => outcome.warnings.push(warning),
-            Document::Resource { violations, .. } if !violations.is_empty() => {
+            Document::Resource {
+                violations,
+                warnings,
+                ..
+            } if !violations.is_empty() => {
                 outcome.errors.extend(violations);
+                outcome.warnings.extend(warnings);
             }
             Document::Resource {
                 resource,
                 name_position,
+                warnings,
                 ..
             } => {
+                outcome.warnings.extend(warnings);
                 let key = resource.key();
                 if let Some(first) = first_definition.get(&key) {
                     let message = format!("{key} is already defined at line {first}");
@@ -74,6 +82,9 @@ pub enum Document {
         violations: Vec<ConfigError>,
         /// Where `metadata.name` is written, to point at duplicates.
         name_position: Position,
+        /// What deserves attention without making it invalid: fields its
+        /// schema does not have, features the data plane does not apply.
+        warnings: Vec<ConfigError>,
     },
     /// A document that could not be read: a syntax error, a field of the
     /// wrong type, an unknown field, a missing `apiVersion` or `kind`.
@@ -89,7 +100,7 @@ pub fn read_documents(file: &Path, text: &str) -> Vec<Document> {
     parse_documents(text)
         .into_iter()
         .map(|document| match document {
-            Ok(root) => read_document(file, &root),
+            Ok(root) => read_document(file, text, &root),
             Err(syntax) => Document::Unreadable(vec![ConfigError::new(
                 file,
                 syntax.position,
@@ -100,12 +111,12 @@ pub fn read_documents(file: &Path, text: &str) -> Vec<Document> {
         .collect()
 }
 
-fn read_document(file: &Path, root: &Node) -> Document {
+fn read_document(file: &Path, text: &str, root: &Node) -> Document {
     let (api_version, kind) = match read_type(file, root) {
         Ok(type_fields) => type_fields,
         Err(errors) => return Document::Unreadable(errors),
     };
-    let Some(known) = KnownKind::from_kind(kind).filter(|k| k.accepts(api_version)) else {
+    let Some(known) = KnownKind::identify(kind, api_version) else {
         let message = format!("skipping unsupported resource {kind} ({api_version})");
         return Document::Unsupported(ConfigError::new(file, root.position, "", message));
     };
@@ -119,29 +130,42 @@ fn read_document(file: &Path, root: &Node) -> Document {
         kind,
         source,
     };
-    let resource = match known.read(root, header) {
-        Ok(resource) => resource,
-        Err(error) => {
-            let (field, position) = error
-                .location
-                .unwrap_or_else(|| (String::new(), root.position));
-            let error = ConfigError::new(file, position, field, error.message);
-            return Document::Unreadable(vec![error]);
-        }
+    let Read {
+        resource,
+        unknown_fields,
+    } = match known.read(root, header) {
+        Ok(read) => read,
+        Err(error) => return Document::Unreadable(vec![schema_error(file, root, error)]),
     };
     let positions = PositionMap::of_document(root);
-    let violations = validate(&resource)
+    let mut violations: Vec<ConfigError> = validate(&resource)
         .into_iter()
         .map(|violation| {
             let position = positions.locate(&violation.field);
             ConfigError::new(file, position, violation.field, violation.message)
         })
         .collect();
+    let mut warnings = unknown_fields::warnings(file, known.schema(), unknown_fields);
+    warnings.extend(unsupported_warning(file, &resource));
+    // The `istio` ConfigMap's mesh config is checked where it is written.
+    let (mesh_errors, mesh_warnings) = mesh_config_map::check(file, text, root, &resource);
+    violations.extend(mesh_errors);
+    warnings.extend(mesh_warnings);
     Document::Resource {
         resource,
         violations,
         name_position: positions.locate("metadata.name"),
+        warnings,
     }
+}
+
+/// A document that does not fit its kind's schema, at the innermost field
+/// known.
+fn schema_error(file: &Path, root: &Node, error: DeError) -> ConfigError {
+    let (field, position) = error
+        .location
+        .unwrap_or_else(|| (String::new(), root.position));
+    ConfigError::new(file, position, field, error.message)
 }
 
 /// `apiVersion` and `kind`, or an error for each that is missing.
@@ -167,125 +191,35 @@ fn read_type<'n>(file: &Path, root: &'n Node) -> Result<(&'n str, &'n str), Vec<
     }
 }
 
-/// The kinds Trellis reads, by `kind` and accepted `apiVersion`s.
-#[derive(Debug, Clone, Copy)]
-enum KnownKind {
-    Service,
-    ServiceAccount,
-    Namespace,
-    Deployment,
-    VirtualService,
-    DestinationRule,
-    WorkloadEntry,
-    Gateway,
-    ServiceEntry,
-    Sidecar,
-    PeerAuthentication,
-    AuthorizationPolicy,
-    Pod,
+/// Resources Trellis reads but its data plane does not apply: loading them
+/// must not look like they take effect.
+fn unsupported_warning(file: &Path, resource: &AnyResource) -> Option<ConfigError> {
+    let AnyResource::EnvoyFilter(filter) = resource else {
+        return None;
+    };
+    let message = format!(
+        "EnvoyFilter {}/{} is not supported by the Trellis data plane: its patches are not applied",
+        filter.namespace(),
+        filter.name()
+    );
+    let position = crate::Position {
+        line: filter.source.line,
+        column: filter.source.column,
+    };
+    Some(ConfigError::new(file, position, "", message))
 }
 
-impl KnownKind {
-    fn from_kind(kind: &str) -> Option<KnownKind> {
-        Some(match kind {
-            "Service" => KnownKind::Service,
-            "ServiceAccount" => KnownKind::ServiceAccount,
-            "Namespace" => KnownKind::Namespace,
-            "Deployment" => KnownKind::Deployment,
-            "VirtualService" => KnownKind::VirtualService,
-            "DestinationRule" => KnownKind::DestinationRule,
-            "WorkloadEntry" => KnownKind::WorkloadEntry,
-            "Gateway" => KnownKind::Gateway,
-            "ServiceEntry" => KnownKind::ServiceEntry,
-            "Sidecar" => KnownKind::Sidecar,
-            "PeerAuthentication" => KnownKind::PeerAuthentication,
-            "AuthorizationPolicy" => KnownKind::AuthorizationPolicy,
-            "Pod" => KnownKind::Pod,
-            _ => return None,
-        })
-    }
-
-    fn accepts(self, api_version: &str) -> bool {
-        match self {
-            KnownKind::Service
-            | KnownKind::ServiceAccount
-            | KnownKind::Namespace
-            | KnownKind::Pod => api_version == "v1",
-            KnownKind::Deployment => api_version == "apps/v1",
-            KnownKind::VirtualService
-            | KnownKind::DestinationRule
-            | KnownKind::WorkloadEntry
-            | KnownKind::Gateway
-            | KnownKind::ServiceEntry
-            | KnownKind::Sidecar => NETWORKING_API_VERSIONS.contains(&api_version),
-            KnownKind::PeerAuthentication | KnownKind::AuthorizationPolicy => {
-                SECURITY_API_VERSIONS.contains(&api_version)
-            }
-        }
-    }
-}
-
-/// A resource document's `metadata` and `spec`; other top-level fields
-/// (`status`, ...) are ignored.
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "T: DeserializeOwned + Default"))]
-struct Envelope<T> {
-    #[serde(default)]
-    metadata: ObjectMeta,
-    #[serde(default)]
-    spec: T,
-}
-
-/// What is known of a document before its body is read.
-struct Header<'a> {
-    api_version: &'a str,
-    kind: &'a str,
-    source: SourceRef,
-}
-
-impl KnownKind {
-    fn read(self, root: &Node, header: Header<'_>) -> Result<AnyResource, DeError> {
-        Ok(match self {
-            KnownKind::Service => AnyResource::Service(typed(root, header)?),
-            KnownKind::ServiceAccount => AnyResource::ServiceAccount(typed(root, header)?),
-            KnownKind::Deployment => AnyResource::Deployment(typed(root, header)?),
-            KnownKind::Namespace => {
-                let mut namespace: Resource<crate::kube::NamespaceSpec> = typed(root, header)?;
-                namespace.spec.labels = namespace.meta.labels.clone();
-                AnyResource::Namespace(namespace)
-            }
-            KnownKind::VirtualService => AnyResource::VirtualService(typed(root, header)?),
-            KnownKind::DestinationRule => AnyResource::DestinationRule(typed(root, header)?),
-            KnownKind::WorkloadEntry => AnyResource::WorkloadEntry(typed(root, header)?),
-            KnownKind::Gateway => AnyResource::Gateway(typed(root, header)?),
-            KnownKind::ServiceEntry => AnyResource::ServiceEntry(typed(root, header)?),
-            KnownKind::Sidecar => AnyResource::Sidecar(typed(root, header)?),
-            KnownKind::PeerAuthentication => AnyResource::PeerAuthentication(typed(root, header)?),
-            KnownKind::AuthorizationPolicy => {
-                AnyResource::AuthorizationPolicy(typed(root, header)?)
-            }
-            KnownKind::Pod => AnyResource::Pod(typed(root, header)?),
-        })
-    }
-}
-
-fn typed<T: DeserializeOwned + Default>(
-    root: &Node,
-    header: Header<'_>,
-) -> Result<Resource<T>, DeError> {
-    let envelope: Envelope<T> = from_node(root, "")?;
-    Ok(Resource {
-        api_version: header.api_version.to_string(),
-        kind: header.kind.to_string(),
-        meta: envelope.metadata,
-        spec: envelope.spec,
-        source: header.source,
-    })
-}
-
+#[cfg(test)]
+mod extension_tests;
+#[cfg(test)]
+mod gateway_api_tests;
+#[cfg(test)]
+mod kube_tests;
 #[cfg(test)]
 mod networking_tests;
 #[cfg(test)]
 mod security_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unknown_field_tests;

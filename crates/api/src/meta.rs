@@ -7,11 +7,19 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::istio::{
-    AuthorizationPolicy, DestinationRule, Gateway, PeerAuthentication, ServiceEntry, Sidecar,
-    VirtualService, WorkloadEntry,
+use crate::gateway_api::{
+    GatewayClassSpec, GatewaySpec, GrpcRouteSpec, HttpRouteSpec, ReferenceGrantSpec,
 };
-use crate::kube::{DeploymentSpec, NamespaceSpec, PodSpec, ServiceAccountSpec, ServiceSpec};
+use crate::istio::{
+    AuthorizationPolicy, DestinationRule, EnvoyFilter, Gateway, PeerAuthentication, ProxyConfig,
+    RequestAuthentication, ServiceEntry, Sidecar, Telemetry, VirtualService, WorkloadEntry,
+    WorkloadGroup,
+};
+use crate::kube::{
+    ConfigMapBody, DaemonSetSpec, DeploymentSpec, EndpointSliceBody, JobSpec,
+    MutatingWebhookConfigurationBody, NamespaceSpec, PodSpec, ReplicaSetSpec, SecretBody,
+    ServiceAccountSpec, ServiceSpec, StatefulSetSpec,
+};
 
 /// The namespace of a namespaced resource that does not name one.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -72,7 +80,7 @@ impl<T> Resource<T> {
             self.meta.namespace_or_default().to_string()
         };
         ResourceKey {
-            kind: self.kind.clone(),
+            kind: key_kind(&self.kind, &self.api_version),
             namespace,
             name: self.meta.name.clone(),
         }
@@ -87,8 +95,24 @@ impl<T> Resource<T> {
     }
 }
 
+/// The kind as it identifies a resource: a Gateway API `Gateway` is
+/// qualified by its group (as `kubectl` names it) so that it never
+/// conflicts with an Istio Gateway of the same name.
+fn key_kind(kind: &str, api_version: &str) -> String {
+    let group = api_version.split_once('/').map(|(group, _)| group);
+    match group {
+        Some(group) if kind == "Gateway" && group == crate::gateway_api::GATEWAY_API_GROUP => {
+            format!("{kind}.{group}")
+        }
+        _ => kind.to_string(),
+    }
+}
+
 fn is_cluster_scoped(kind: &str) -> bool {
-    kind == "Namespace"
+    matches!(
+        kind,
+        "Namespace" | "MutatingWebhookConfiguration" | "GatewayClass"
+    )
 }
 
 /// The identity of a resource: two definitions with the same key conflict.
@@ -143,9 +167,30 @@ pub enum AnyResource {
     ServiceEntry(Resource<ServiceEntry>),
     Sidecar(Resource<Sidecar>),
     PeerAuthentication(Resource<PeerAuthentication>),
+    RequestAuthentication(Resource<RequestAuthentication>),
     AuthorizationPolicy(Resource<AuthorizationPolicy>),
     /// A pod as written in a manifest; its labels are in `meta.labels`.
     Pod(Resource<PodSpec>),
+    WorkloadGroup(Resource<WorkloadGroup>),
+    ProxyConfig(Resource<ProxyConfig>),
+    /// Read and validated, but not applied by the data plane.
+    EnvoyFilter(Resource<EnvoyFilter>),
+    Telemetry(Resource<Telemetry>),
+    StatefulSet(Resource<StatefulSetSpec>),
+    DaemonSet(Resource<DaemonSetSpec>),
+    ReplicaSet(Resource<ReplicaSetSpec>),
+    Job(Resource<JobSpec>),
+    /// Kinds whose content is at the top level: the "spec" is that content.
+    EndpointSlice(Resource<EndpointSliceBody>),
+    Secret(Resource<SecretBody>),
+    ConfigMap(Resource<ConfigMapBody>),
+    MutatingWebhookConfiguration(Resource<MutatingWebhookConfigurationBody>),
+    GatewayClass(Resource<GatewayClassSpec>),
+    /// A Gateway API Gateway (its `kind` is `Gateway`, like Istio's).
+    KubernetesGateway(Resource<GatewaySpec>),
+    HttpRoute(Resource<HttpRouteSpec>),
+    GrpcRoute(Resource<GrpcRouteSpec>),
+    ReferenceGrant(Resource<ReferenceGrantSpec>),
 }
 
 /// Applies `$body` to the `Resource<_>` inside any variant.
@@ -163,8 +208,26 @@ macro_rules! each_variant {
             AnyResource::ServiceEntry($resource) => $body,
             AnyResource::Sidecar($resource) => $body,
             AnyResource::PeerAuthentication($resource) => $body,
+            AnyResource::RequestAuthentication($resource) => $body,
             AnyResource::AuthorizationPolicy($resource) => $body,
             AnyResource::Pod($resource) => $body,
+            AnyResource::WorkloadGroup($resource) => $body,
+            AnyResource::ProxyConfig($resource) => $body,
+            AnyResource::EnvoyFilter($resource) => $body,
+            AnyResource::Telemetry($resource) => $body,
+            AnyResource::StatefulSet($resource) => $body,
+            AnyResource::DaemonSet($resource) => $body,
+            AnyResource::ReplicaSet($resource) => $body,
+            AnyResource::Job($resource) => $body,
+            AnyResource::EndpointSlice($resource) => $body,
+            AnyResource::Secret($resource) => $body,
+            AnyResource::ConfigMap($resource) => $body,
+            AnyResource::MutatingWebhookConfiguration($resource) => $body,
+            AnyResource::GatewayClass($resource) => $body,
+            AnyResource::KubernetesGateway($resource) => $body,
+            AnyResource::HttpRoute($resource) => $body,
+            AnyResource::GrpcRoute($resource) => $body,
+            AnyResource::ReferenceGrant($resource) => $body,
         }
     };
 }

@@ -3,16 +3,24 @@
 //! a field path; the loader turns it into a line and column.
 
 mod destination_rule;
+mod envoy_filter;
 mod gateway;
+mod gateway_api;
 mod kube;
+mod kube_objects;
+mod mesh_config;
 pub mod network;
 mod security;
 mod service_entry;
 mod sidecar;
+mod telemetry;
 mod virtual_service;
+mod workload_group;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+
+pub(crate) use mesh_config::validate_mesh_config;
 
 use crate::istio::{ConnectionPoolSettings, Destination, Percent, StringMatch, parse_duration};
 use crate::meta::{AnyResource, ObjectMeta};
@@ -52,8 +60,56 @@ pub fn validate(resource: &AnyResource) -> Vec<Violation> {
         AnyResource::PeerAuthentication(policy) => {
             security::validate_peer_authentication(&mut violations, &policy.spec);
         }
+        AnyResource::RequestAuthentication(policy) => {
+            security::validate_request_authentication(&mut violations, &policy.spec);
+        }
         AnyResource::AuthorizationPolicy(policy) => {
             security::validate_authorization_policy(&mut violations, &policy.spec);
+        }
+        AnyResource::WorkloadGroup(group) => {
+            workload_group::validate_workload_group(&mut violations, &group.spec);
+        }
+        AnyResource::ProxyConfig(config) => {
+            workload_group::validate_proxy_config(&mut violations, &config.spec);
+        }
+        AnyResource::EnvoyFilter(filter) => {
+            envoy_filter::validate_envoy_filter(&mut violations, &filter.spec);
+        }
+        AnyResource::Telemetry(telemetry) => {
+            telemetry::validate_telemetry(&mut violations, &telemetry.spec);
+        }
+        AnyResource::StatefulSet(set) => {
+            kube::validate_template(&mut violations, &set.spec.template)
+        }
+        AnyResource::DaemonSet(set) => kube::validate_template(&mut violations, &set.spec.template),
+        AnyResource::ReplicaSet(set) => {
+            kube::validate_template(&mut violations, &set.spec.template)
+        }
+        AnyResource::Job(job) => kube::validate_template(&mut violations, &job.spec.template),
+        AnyResource::EndpointSlice(slice) => {
+            kube_objects::validate_endpoint_slice(&mut violations, &slice.spec);
+        }
+        AnyResource::Secret(secret) => kube_objects::validate_secret(&mut violations, &secret.spec),
+        AnyResource::ConfigMap(map) => {
+            kube_objects::validate_config_map(&mut violations, &map.spec)
+        }
+        AnyResource::MutatingWebhookConfiguration(config) => {
+            kube_objects::validate_webhooks(&mut violations, &config.spec);
+        }
+        AnyResource::GatewayClass(class) => {
+            gateway_api::validate_gateway_class(&mut violations, &class.spec);
+        }
+        AnyResource::KubernetesGateway(gateway) => {
+            gateway_api::validate_gateway(&mut violations, &gateway.spec);
+        }
+        AnyResource::HttpRoute(route) => {
+            gateway_api::validate_http_route(&mut violations, &route.spec)
+        }
+        AnyResource::GrpcRoute(route) => {
+            gateway_api::validate_grpc_route(&mut violations, &route.spec)
+        }
+        AnyResource::ReferenceGrant(grant) => {
+            gateway_api::validate_reference_grant(&mut violations, &grant.spec);
         }
         AnyResource::ServiceAccount(_) | AnyResource::Namespace(_) => {}
     }
@@ -130,9 +186,13 @@ impl Violations {
     /// A regex must be non-empty and compile (Envoy uses RE2; the `regex`
     /// crate's syntax is the same for what both support).
     pub(crate) fn string_match(&mut self, field: &str, string_match: Option<&StringMatch>) {
-        let Some(pattern) = string_match.and_then(StringMatch::regex) else {
-            return;
-        };
+        if let Some(pattern) = string_match.and_then(StringMatch::regex) {
+            self.regex(field, pattern);
+        }
+    }
+
+    /// A regex must be non-empty and compile.
+    pub(crate) fn regex(&mut self, field: &str, pattern: &str) {
         if pattern.is_empty() {
             self.push(field, "regex string match should not be empty");
         } else if let Err(error) = regex::Regex::new(pattern) {

@@ -6,6 +6,6 @@ mod de;
 mod path;
 mod tree;
 
-pub(crate) use de::{DeError, from_node};
+pub(crate) use de::{DeError, UnknownField, from_node};
 pub(crate) use path::{PositionMap, child_key};
 pub(crate) use tree::{Node, parse_documents};

@@ -2,6 +2,8 @@
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod dashboard;
+
 use clap::{Parser, Subcommand};
 
 /// The proxy allocates per request (headers, bodies, futures); mimalloc's
@@ -38,6 +40,8 @@ enum Command {
     /// Show which proxies are connected to a control plane and whether each
     /// holds the latest config (istioctl proxy-status).
     ProxyStatus(trellis_control::ProxyStatusArgs),
+    /// Print (or open) the mesh dashboard of a running `trellis up`.
+    Dashboard(dashboard::DashboardArgs),
     /// Add the sidecar to the pods of Kubernetes manifests, offline
     /// (istioctl kube-inject).
     KubeInject(trellis_inject::KubeInjectArgs),
@@ -75,6 +79,7 @@ fn main() -> anyhow::Result<()> {
             Command::Analyze(args) => std::process::exit(trellis_analyze::run_analyze(&args)?),
             Command::Iptables(args) => Ok(trellis_capture::run(&args)?),
             Command::ProxyStatus(args) => trellis_control::run_proxy_status(args).await,
+            Command::Dashboard(args) => dashboard::run(&args),
             Command::KubeInject(args) => Ok(trellis_inject::run_kube_inject(&args)?),
             Command::InjectWebhook(args) => Ok(trellis_inject::run_webhook(&args).await?),
             Command::Version => {

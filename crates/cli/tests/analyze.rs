@@ -184,3 +184,85 @@ fn every_bookinfo_sample_validates_without_errors_or_warnings() {
     assert_eq!(output.status.code(), Some(0));
     assert!(text(&output.stdout).contains("is valid"));
 }
+
+#[test]
+fn validate_warns_about_unknown_fields_and_envoy_filters_without_failing() {
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("typo.yaml");
+    let yaml = "\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+    timout: 5s
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: lua, namespace: prod}
+spec:
+  configPatches:
+  - applyTo: HTTP_FILTER
+    patch: {operation: INSERT_BEFORE, value: {name: envoy.lua}}
+";
+    std::fs::write(&file, yaml).unwrap();
+    let path = file.to_str().unwrap();
+    let expected = [
+        format!("warning: {path}:9:5: spec.http[0].timout: unknown field \"timout\""),
+        format!(
+            "warning: {path}:11:1: EnvoyFilter prod/lua is not supported by the Trellis data plane: its patches are not applied"
+        ),
+    ];
+    let validate = trellis(&["validate", "-f", path]);
+    let stderr = text(&validate.stderr);
+    assert_eq!(stderr.lines().collect::<Vec<_>>(), expected, "{stderr}");
+    assert_eq!(validate.status.code(), Some(0), "{stderr}");
+    let analyze = trellis(&["analyze", "-f", path]);
+    let stderr = text(&analyze.stderr);
+    for line in &expected {
+        assert!(stderr.lines().any(|l| l == line), "{stderr}");
+    }
+}
+
+#[test]
+fn validate_checks_a_mesh_config_file() {
+    let directory = tempfile::tempdir().unwrap();
+    let bad = directory.path().join("mesh.yaml");
+    std::fs::write(&bad, "trustDomain: example.org\ndefaultConfig:\n  concurrency: -1\n  holdApplicationUntilProxyStart: true\n").unwrap();
+    let output = trellis(&["validate", "--mesh-config", bad.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    let path = bad.display();
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "warning: {path}:4:3: defaultConfig.holdApplicationUntilProxyStart: unknown field \"holdApplicationUntilProxyStart\""
+            ),
+            format!(
+                "error: {path}:3:3: defaultConfig.concurrency: concurrency must be greater than or equal to 0"
+            ),
+        ],
+        "{stderr}"
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let good = directory.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "trustDomain: example.org\noutboundTrafficPolicy: {mode: REGISTRY_ONLY}\n",
+    )
+    .unwrap();
+    let networking = bookinfo("networking");
+    let output = trellis(&[
+        "validate",
+        "--mesh-config",
+        good.to_str().unwrap(),
+        "-f",
+        &networking,
+    ]);
+    assert_eq!(text(&output.stderr), "");
+    assert_eq!(output.status.code(), Some(0));
+    assert!(text(&output.stdout).contains("good.yaml\" is valid"));
+}

@@ -33,8 +33,8 @@ pub use directory::{
 };
 pub use error::ConfigStoreError;
 pub use registry::{
-    CLUSTER_DOMAIN, MeshEndpoint, MeshService, MeshServicePort, Protocol, Registry, TargetPort,
-    service_hostname,
+    CLUSTER_DOMAIN, EntryDetails, EntryEndpoint, MeshEndpoint, MeshService, MeshServicePort,
+    Protocol, Registry, TargetPort, service_hostname,
 };
 pub use snapshot::Snapshot;
 pub use store::{ConfigStore, Problem, Report, Severity, Update};

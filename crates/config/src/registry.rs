@@ -1,15 +1,19 @@
-//! The service registry: the mesh's Services, what protocol each port
-//! speaks, and the endpoints behind them (from WorkloadEntries). Built once
-//! per snapshot; queries never fail and never panic.
+//! The service registry: the mesh's Services and ServiceEntry hosts, what
+//! protocol each port speaks, and the endpoints behind them (from
+//! WorkloadEntries and ServiceEntry endpoints). Built once per snapshot;
+//! queries never fail and never panic.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use trellis_api::{IntOrString, Resource, ServicePort, ServiceSpec, WorkloadEntry};
+use trellis_api::{IntOrString, Resource, ServiceEntry, ServicePort, ServiceSpec, WorkloadEntry};
 
 mod protocol;
+mod service_entry;
 
 pub use protocol::Protocol;
+pub use service_entry::{EntryDetails, EntryEndpoint};
 
 /// Kubernetes' default cluster domain; service hostnames end with it.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
@@ -32,9 +36,23 @@ pub struct MeshService {
     pub ports: Vec<MeshServicePort>,
     /// Kubernetes semantics: an empty selector selects nothing.
     pub selector: BTreeMap<String, String>,
+    /// The Service's virtual IP (`spec.clusterIP`); `None` when headless
+    /// (`None`), unset or not an IP address.
+    pub cluster_ip: Option<IpAddr>,
+    /// Set when a ServiceEntry declared the service (its `name` and
+    /// `hostname` are then the entry's host).
+    pub entry: Option<Arc<EntryDetails>>,
 }
 
 impl MeshService {
+    /// Whether a proxy in `namespace` sees this service (a ServiceEntry's
+    /// `exportTo`; Services are visible everywhere).
+    pub fn visible_from(&self, namespace: &str) -> bool {
+        self.entry
+            .as_ref()
+            .is_none_or(|entry| entry.visible_from(&self.namespace, namespace))
+    }
+
     pub fn port(&self, number: u16) -> Option<&MeshServicePort> {
         self.ports.iter().find(|port| port.port == number)
     }
@@ -80,6 +98,8 @@ pub struct MeshEndpoint {
     /// The WorkloadEntry's `metadata.name`.
     pub workload_name: String,
     pub namespace: String,
+    /// `region/zone/subzone` (see [`workload_locality`]); empty when unknown.
+    pub locality: String,
 }
 
 /// A WorkloadEntry reduced to what endpoint resolution needs. Entries whose
@@ -92,6 +112,7 @@ struct Workload {
     ports: BTreeMap<String, u32>,
     labels: BTreeMap<String, String>,
     service_account: String,
+    locality: String,
 }
 
 /// Services and workloads of one snapshot.
@@ -126,6 +147,31 @@ impl Registry {
         }
     }
 
+    /// Adds the hosts ServiceEntries declare. A host a Service (or an
+    /// earlier entry, in the order given) already has is left to it.
+    pub fn with_service_entries<'a>(
+        mut self,
+        entries: impl IntoIterator<Item = &'a Resource<ServiceEntry>>,
+    ) -> Registry {
+        for entry in entries {
+            for service in service_entry::services(entry) {
+                if !self.by_hostname.contains_key(&service.hostname) {
+                    self.by_hostname
+                        .insert(service.hostname.clone(), self.services.len());
+                    self.services.push(service);
+                }
+            }
+        }
+        self.services.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+        self.by_hostname = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(index, service)| (service.hostname.clone(), index))
+            .collect();
+        self
+    }
+
     /// All Services, sorted by hostname.
     pub fn services(&self) -> &[MeshService] {
         &self.services
@@ -136,6 +182,13 @@ impl Registry {
     /// `reviews.default.svc.cluster.local` (a trailing dot is allowed).
     pub fn service_by_host(&self, host: &str, namespace_context: &str) -> Option<&MeshService> {
         let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        // A ServiceEntry host is written in full; short names are
+        // Kubernetes' (`reviews.default` is not an external host).
+        if let Some(index) = self.by_hostname.get(&host)
+            && self.services[*index].entry.is_some()
+        {
+            return Some(&self.services[*index]);
+        }
         let suffix = format!(".svc.{CLUSTER_DOMAIN}");
         let fqdn = match host.split('.').count() {
             1 => service_hostname(&host, namespace_context),
@@ -153,6 +206,9 @@ impl Registry {
     /// the entry maps the port's name to, else the target port number, else
     /// the Service port. Sorted by address, then workload name.
     pub fn endpoints(&self, service: &MeshService, port: &MeshServicePort) -> Vec<MeshEndpoint> {
+        if let Some(entry) = service.entry.as_ref().filter(|e| !e.endpoints.is_empty()) {
+            return entry_endpoints(service, entry, port);
+        }
         let mut endpoints: Vec<MeshEndpoint> = self
             .workloads
             .iter()
@@ -164,11 +220,47 @@ impl Registry {
                 service_account: workload.service_account.clone(),
                 workload_name: workload.name.clone(),
                 namespace: workload.namespace.clone(),
+                locality: workload.locality.clone(),
             })
             .collect();
         endpoints.sort_by(|a, b| (a.address, &a.workload_name).cmp(&(b.address, &b.workload_name)));
         endpoints
     }
+
+    /// The locality of the workload at `ip` (istiod's fallback for a proxy
+    /// that does not report its own), if the registry knows one.
+    pub fn locality_of(&self, ip: IpAddr) -> Option<&str> {
+        self.workloads
+            .iter()
+            .find(|workload| workload.ip == ip && !workload.locality.is_empty())
+            .map(|workload| workload.locality.as_str())
+    }
+}
+
+/// A ServiceEntry's own endpoints that have IP addresses (DNS names are
+/// resolved by the proxy; see the translator's DNS clusters).
+fn entry_endpoints(
+    service: &MeshService,
+    entry: &EntryDetails,
+    port: &MeshServicePort,
+) -> Vec<MeshEndpoint> {
+    let mut endpoints: Vec<MeshEndpoint> = entry
+        .endpoints
+        .iter()
+        .filter_map(|endpoint| {
+            Some(MeshEndpoint {
+                address: SocketAddr::new(endpoint.ip()?, endpoint.port_for(port)),
+                labels: endpoint.labels.clone(),
+                service_account: endpoint.service_account.clone(),
+                workload_name: entry.entry_name.clone(),
+                namespace: service.namespace.clone(),
+                locality: endpoint.locality.clone(),
+            })
+        })
+        .collect();
+    endpoints.sort();
+    endpoints.dedup();
+    endpoints
 }
 
 fn mesh_service(resource: &Resource<ServiceSpec>) -> MeshService {
@@ -179,6 +271,12 @@ fn mesh_service(resource: &Resource<ServiceSpec>) -> MeshService {
         namespace,
         ports: resource.spec.ports.iter().map(mesh_service_port).collect(),
         selector: resource.spec.selector.clone(),
+        cluster_ip: resource
+            .spec
+            .cluster_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok()),
+        entry: None,
     }
 }
 
@@ -225,7 +323,25 @@ fn workload(resource: &Resource<WorkloadEntry>) -> Option<Workload> {
         ports: resource.spec.ports.clone(),
         labels: resource.spec.labels.clone(),
         service_account,
+        locality: workload_locality(&resource.spec),
     })
+}
+
+/// Istio's locality labels, read where a pod's would be (a WorkloadEntry's
+/// labels) when the entry has no `locality` of its own.
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const SUBZONE_LABEL: &str = "topology.istio.io/subzone";
+
+/// `spec.locality` (`region/zone/subzone`), else the topology labels;
+/// trailing empty segments are dropped.
+pub fn workload_locality(entry: &WorkloadEntry) -> String {
+    if let Some(locality) = entry.locality.as_deref().filter(|l| !l.is_empty()) {
+        return locality.to_string();
+    }
+    let label = |key: &str| entry.labels.get(key).map_or("", String::as_str);
+    let parts = [label(REGION_LABEL), label(ZONE_LABEL), label(SUBZONE_LABEL)];
+    parts.join("/").trim_end_matches('/').to_string()
 }
 
 /// The port a workload receives a Service port's traffic on.

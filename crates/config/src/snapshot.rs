@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use trellis_api::{
     AnyResource, AuthorizationPolicy, DeploymentSpec, DestinationRule, NamespaceSpec,
-    PeerAuthentication, Resource, ResourceKey, ServiceAccountSpec, ServiceSpec, VirtualService,
-    WorkloadEntry,
+    PeerAuthentication, RequestAuthentication, Resource, ResourceKey, ServiceAccountSpec,
+    ServiceEntry, ServiceSpec, VirtualService, WorkloadEntry,
 };
 
 use crate::registry::Registry;
@@ -43,7 +43,8 @@ impl Snapshot {
             resources,
             registry: Registry::default(),
         };
-        snapshot.registry = Registry::new(snapshot.services(), snapshot.workload_entries());
+        snapshot.registry = Registry::new(snapshot.services(), snapshot.workload_entries())
+            .with_service_entries(snapshot.service_entries());
         snapshot
     }
 
@@ -63,10 +64,22 @@ impl Snapshot {
     typed_accessor!(destination_rules, DestinationRule, DestinationRule);
     typed_accessor!(workload_entries, WorkloadEntry, WorkloadEntry);
     typed_accessor!(
+        /// Sorted by namespace, then name (the order hosts are claimed in).
+        service_entries,
+        ServiceEntry,
+        ServiceEntry
+    );
+    typed_accessor!(
         /// Sorted by namespace, then name.
         peer_authentications,
         PeerAuthentication,
         PeerAuthentication
+    );
+    typed_accessor!(
+        /// Sorted by namespace, then name.
+        request_authentications,
+        RequestAuthentication,
+        RequestAuthentication
     );
     typed_accessor!(
         /// Sorted by namespace, then name.

@@ -3,8 +3,12 @@
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod config_source;
+mod dashboard;
 mod generator;
 mod http_get;
+mod jwks;
+mod mesh_config;
 mod monitoring;
 mod options;
 mod status;
@@ -20,8 +24,12 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use trellis_ca::{CertificateService, MeshCa, StaticTokens};
 use trellis_xds::server::AdsServer;
 
+use jwks::{FetchJwks, HttpFetcher, JwksCache, JwksMetrics, RefreshPolicy};
+
+pub use config_source::KubernetesOptions;
+pub use dashboard::DashboardOptions;
 pub use generator::SnapshotGenerator;
-pub use options::ControlPlaneOptions;
+pub use options::{ControlPlaneOptions, OutboundTrafficMode};
 pub use status::{ProxyStatusArgs, run_proxy_status};
 
 /// How long config changes settle before a push (an editor's save is
@@ -30,8 +38,14 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Runs the control plane until the process is told to stop.
 pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
+    // The config source starts first: in directory mode it may hold the
+    // mesh config (the `istio` ConfigMap).
+    let (_source, snapshots) =
+        config_source::start(options.config_dir.as_ref(), &options.kubernetes, DEBOUNCE).await?;
+    let mesh_config = mesh_config::load(&options, &snapshots).await?;
+    let settings = mesh_config::resolve(&options, mesh_config.as_ref())?;
     let ca = Arc::new(
-        MeshCa::load_or_create(&options.ca_dir(), &options.trust_domain)
+        MeshCa::load_or_create(&options.ca_dir(), &settings.trust_domain)
             .context("loading the mesh CA")?,
     );
     if let Some(path) = &options.root_cert_out {
@@ -39,16 +53,21 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let tokens = match &options.workload_tokens {
-        Some(path) => StaticTokens::load(path, &options.trust_domain)
+        Some(path) => StaticTokens::load(path, &settings.trust_domain)
             .with_context(|| format!("loading {}", path.display()))?,
         None => StaticTokens::default(),
     };
-    let (_watcher, snapshots) = trellis_config::watch(options.config_dir.clone(), DEBOUNCE)
-        .with_context(|| format!("watching {}", options.config_dir.display()))?;
-    let generator = Arc::new(SnapshotGenerator::new(options.mesh_options()));
-    let generations = follow_snapshots(snapshots, generator.clone());
+    let generator = Arc::new(SnapshotGenerator::new(settings.mesh));
+    let jwks_metrics = JwksMetrics::default();
+    let jwks = JwksCache::new(
+        HttpFetcher::with_system_roots(),
+        RefreshPolicy::new(options.jwks_refresh_interval),
+        jwks_metrics.clone(),
+    );
+    let generations = follow_config(snapshots, jwks, generator.clone());
     let ads = AdsServer::new(generator.clone(), generations);
     let proxies = ads.proxies();
+    let dashboard = dashboard::Dashboard::start(&options.dashboard, proxies.clone());
     let ads = ads.into_service();
     let certificates = CertificateService::new(ca.clone(), Arc::new(tokens)).into_server();
 
@@ -69,6 +88,8 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
         SocketAddr::new(ip, options.monitoring_port),
         proxies,
         generator,
+        &jwks_metrics,
+        &dashboard,
     )
     .await?;
     tracing::info!(%ip, xds = options.xds_port, secure = options.secure_port, "control plane serving");
@@ -79,28 +100,50 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs each new snapshot in the generator and ticks the generation
-/// counter that wakes every ADS stream.
-fn follow_snapshots(
+/// Installs each new snapshot, with the JWKS fetched so far filled in, in
+/// the generator, and ticks the generation counter that wakes every ADS
+/// stream. New keys at some `jwksUri` (a first fetch, a rotation) do the
+/// same: translation never waits for a fetch, the push follows it.
+fn follow_config<F: FetchJwks>(
     mut snapshots: watch::Receiver<Option<Arc<trellis_config::Snapshot>>>,
+    jwks: JwksCache<F>,
     generator: Arc<SnapshotGenerator>,
 ) -> watch::Receiver<u64> {
     let (tick, generations) = watch::channel(0u64);
+    let mut keys = jwks.subscribe();
     tokio::spawn(async move {
+        let mut current: Option<Arc<trellis_config::Snapshot>> = None;
+        let mut new_snapshot = true; // the one already in the channel, if any
         loop {
-            let snapshot = snapshots.borrow_and_update().clone();
-            if let Some(snapshot) = snapshot {
+            if new_snapshot && let Some(snapshot) = snapshots.borrow_and_update().clone() {
                 tracing::info!(
                     version = snapshot.version,
                     resources = snapshot.resources.len(),
                     "config snapshot"
                 );
-                generator.install(snapshot);
+                jwks.want(&jwks::wanted_sources(&snapshot));
+                current = Some(snapshot);
+            }
+            if let Some(snapshot) = &current {
+                let cached = keys.borrow_and_update().clone();
+                let resolved = jwks::with_resolved_keys(snapshot, &cached);
+                generator.install(resolved);
                 tick.send_modify(|g| *g += 1);
             }
-            if snapshots.changed().await.is_err() {
-                return;
-            }
+            new_snapshot = tokio::select! {
+                changed = snapshots.changed() => match changed {
+                    Ok(()) => true,
+                    Err(_) => return,
+                },
+                changed = keys.changed() => match changed {
+                    // Several URIs often land together: one push for all.
+                    Ok(()) => {
+                        tokio::time::sleep(DEBOUNCE).await;
+                        false
+                    }
+                    Err(_) => return,
+                },
+            };
         }
     });
     generations

@@ -1,6 +1,6 @@
 //! The control plane's monitoring port (Istio's 15014): Prometheus metrics
 //! (`/metrics`), readiness, and the sync state of every connected proxy
-//! (`/debug/syncz`).
+//! (`/debug/syncz`), and the dashboard (`/dashboard/`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use trellis_xds::json;
 use trellis_xds::server::{ProxyRegistry, ResourceGenerator};
 
 use crate::SnapshotGenerator;
+use crate::dashboard::Dashboard;
+use crate::jwks::JwksMetrics;
 use crate::sync::{SyncReport, SyncedProxy};
 
 #[derive(Clone)]
@@ -32,9 +34,13 @@ pub async fn serve(
     address: SocketAddr,
     proxies: Arc<ProxyRegistry>,
     generator: Arc<SnapshotGenerator>,
+    jwks: &JwksMetrics,
+    dashboard: &Dashboard,
 ) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     proxies.metrics.register(&mut registry);
+    jwks.register(&mut registry);
+    dashboard.register(&mut registry);
     let name = format!("trellis@{}", address.ip()).into();
     let state = Monitoring {
         proxies,
@@ -47,7 +53,8 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/debug/syncz", get(syncz))
         .route("/debug/config_dump", get(config_dump))
-        .with_state(state);
+        .with_state(state)
+        .merge(dashboard.router());
     let listener = tokio::net::TcpListener::bind(address).await?;
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {

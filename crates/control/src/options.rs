@@ -2,13 +2,16 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Runs the control plane: config store, translator, xDS server and CA.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ControlPlaneOptions {
     /// Directory of Istio and Kubernetes YAML; watched, so edits apply live.
-    #[arg(long, value_name = "DIR")]
-    pub config_dir: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "kube")]
+    pub config_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub kubernetes: crate::KubernetesOptions,
     /// Address every port of the control plane listens on.
     #[arg(long, default_value = "127.0.0.1")]
     pub listen_address: IpAddr,
@@ -31,21 +34,64 @@ pub struct ControlPlaneOptions {
     /// Also write the mesh root certificate (PEM) here.
     #[arg(long, value_name = "FILE")]
     pub root_cert_out: Option<PathBuf>,
-    #[arg(long, default_value = "cluster.local")]
-    pub trust_domain: String,
+    /// The mesh's SPIFFE trust domain. Default: the mesh config's
+    /// `trustDomain`, else cluster.local.
+    #[arg(long, value_name = "DOMAIN")]
+    pub trust_domain: Option<String>,
+    /// Istio's mesh config file (as istiod's `--meshConfig`). Without it, in
+    /// directory mode, the `mesh` key of the `istio` ConfigMap in
+    /// istio-system is read, if the config dir has one. Flags given
+    /// explicitly win over it. Read once, at startup.
+    #[arg(long, value_name = "FILE")]
+    pub mesh_config: Option<PathBuf>,
     /// Where every sidecar writes its access log (Istio's mesh config
-    /// `accessLogFile`, e.g. /dev/stdout). Off by default, as in Istio.
+    /// `accessLogFile`, e.g. /dev/stdout; "" turns logs off). Default: the
+    /// mesh config's, else off, as in Istio.
     #[arg(long, value_name = "PATH")]
     pub access_log_file: Option<String>,
+    /// Envoy TEXT format of those logs (Istio's mesh config
+    /// `accessLogFormat`), e.g. adding
+    /// `%DYNAMIC_METADATA(istio_authn:request.auth.principal)%`. Default:
+    /// Istio's format.
+    #[arg(long, value_name = "FORMAT")]
+    pub access_log_format: Option<String>,
+    /// What capture-mode sidecars do with traffic to destinations outside
+    /// the registry (Istio's mesh config `outboundTrafficPolicy.mode`).
+    /// Default: the mesh config's, else ALLOW_ANY.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub outbound_traffic_policy: Option<OutboundTrafficMode>,
+    /// How often the keys at each RequestAuthentication `jwksUri` are
+    /// fetched again (Istio's `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`); a
+    /// failed fetch is retried sooner, backing off from 1s.
+    #[arg(
+        long,
+        env = "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL",
+        value_name = "DURATION",
+        default_value = "20m",
+        value_parser = positive_duration
+    )]
+    pub jwks_refresh_interval: Duration,
+    #[command(flatten)]
+    pub dashboard: crate::DashboardOptions,
+}
+
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
+    match trellis_api::parse_duration(text) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err("must be more than 0".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Istio's `outboundTrafficPolicy.mode` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OutboundTrafficMode {
+    AllowAny,
+    RegistryOnly,
 }
 
 impl ControlPlaneOptions {
-    pub fn mesh_options(&self) -> trellis_translate::MeshOptions {
-        trellis_translate::MeshOptions {
-            access_log_file: self.access_log_file.clone().filter(|path| !path.is_empty()),
-        }
-    }
-
     pub fn ca_dir(&self) -> PathBuf {
         if let Some(dir) = &self.ca_dir {
             return dir.clone();

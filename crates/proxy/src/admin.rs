@@ -108,10 +108,17 @@ async fn clusters(State(state): State<Arc<ProxyState>>) -> String {
     names.sort();
     let mut out = String::new();
     for name in names {
+        let ejected = clusters[name].ejected();
         for endpoint in clusters[name].endpoints().iter() {
             let address = endpoint.address;
-            out.push_str(&format!("{name}::{address}::health_flags::healthy\n"));
-            out.push_str(&format!("{name}::{address}::weight::1\n"));
+            // Envoy's flag for an endpoint outlier detection ejected.
+            let health = if ejected.contains(&address) {
+                "/failed_outlier_check"
+            } else {
+                "healthy"
+            };
+            out.push_str(&format!("{name}::{address}::health_flags::{health}\n"));
+            out.push_str(&format!("{name}::{address}::weight::{}\n", endpoint.weight));
         }
     }
     out

@@ -1,18 +1,25 @@
 //! Sending a routed request to its cluster: one attempt, or several under
-//! the route's retry policy, each to an endpoint picked afresh (avoiding
-//! the ones already tried when the policy says so), with the per-try
-//! timeout, the backoff between attempts and the cluster's retry budget.
+//! the route's retry policy, each admitted by the cluster's circuit
+//! breakers and sent to an endpoint picked afresh (avoiding the ones
+//! already tried when the policy says so), with the per-try timeout, the
+//! backoff between attempts, and retries bounded by both the cluster's
+//! retry budget and its `max_retries` circuit breaker. Every attempt's
+//! outcome feeds the cluster's outlier detection.
 
 use std::net::SocketAddr;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::capture_connection;
 
 use crate::body::ProxyBody;
 use crate::cluster::{Cluster, LiveEndpoint};
+use crate::connector::{count_use, limit_lifetime};
 use crate::forward::{Exchange, Failure};
+use crate::in_use::{ActiveRequest, GuardedBody, InUse};
 use crate::replay::RequestBody;
 use crate::response_flags::Flag;
 use crate::retry::{Outcome, RetryPolicy};
@@ -67,6 +74,11 @@ pub struct Attempts<'a> {
     pub include_attempt_count: bool,
     /// Record each attempt's endpoint as the metrics' destination.
     pub label_destination: bool,
+    /// The request's consistent-hash key, if its route hashes.
+    pub hash: Option<u64>,
+    /// The endpoint of every attempt, in place of the cluster's own: an
+    /// ORIGINAL_DST cluster's (the downstream's original destination).
+    pub pinned: Option<LiveEndpoint>,
 }
 
 impl Attempts<'_> {
@@ -74,14 +86,20 @@ impl Attempts<'_> {
         &self,
         body: RequestBody,
         exchange: &mut Exchange,
-    ) -> Result<Response<Incoming>, Failure> {
+    ) -> Result<Response<ProxyBody>, Failure> {
         let policy = self.retry.filter(|_| body.is_replayable());
         let mut body = Some(body);
         let mut tried: Vec<SocketAddr> = Vec::new();
-        let mut _retry_slot = None;
+        let mut _retry_slots = None;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let admission = self
+                .cluster
+                .breakers
+                .admit(self.cluster.spec.http2)
+                .await
+                .map_err(|_| Failure::UpstreamOverflow)?;
             let endpoint = self.endpoint(&tried, policy)?;
             tried.push(endpoint.address);
             exchange.upstream_host = Some(endpoint.address);
@@ -99,7 +117,10 @@ impl Attempts<'_> {
             let request =
                 self.head
                     .request(&endpoint, self.cluster.spec.http2, count, attempt_body);
+            let held = InUse::new(admission, ActiveRequest::start(&endpoint.active));
             let (outcome, result) = self.try_once(request, policy, &endpoint).await;
+            let result = result
+                .map(|response| response.map(|incoming| GuardedBody::new(incoming, held).boxed()));
             let Some(policy) = policy.filter(|p| p.should_retry(outcome)) else {
                 return result;
             };
@@ -107,12 +128,14 @@ impl Attempts<'_> {
                 exchange.flags.set(Flag::RetryLimitExceeded);
                 return result;
             }
-            let Some(slot) = self.cluster.retry_budget.retry() else {
+            let budget = self.cluster.retry_budget.retry();
+            let breaker = self.cluster.breakers.retry();
+            let (Some(budget), Some(breaker)) = (budget, breaker) else {
                 exchange.flags.set(Flag::UpstreamOverflow);
                 return result;
             };
             drop(result); // the failed attempt's response is not used
-            _retry_slot = Some(slot);
+            _retry_slots = Some((budget, breaker));
             tokio::time::sleep(policy.backoff(attempt)).await;
         }
     }
@@ -123,18 +146,40 @@ impl Attempts<'_> {
         tried: &[SocketAddr],
         policy: Option<&RetryPolicy>,
     ) -> Result<LiveEndpoint, Failure> {
+        if let Some(pinned) = &self.pinned {
+            return Ok(pinned.clone());
+        }
         let picks = policy.map_or(1, |p| p.host_selection_attempts);
-        let mut endpoint = self.cluster.pick().ok_or(Failure::NoHealthyUpstream)?;
+        let pick = || self.cluster.pick_for(self.hash);
+        let mut endpoint = pick().ok_or(Failure::NoHealthyUpstream)?;
         for _ in 1..picks {
             if !tried.contains(&endpoint.address) {
                 break;
             }
-            endpoint = self.cluster.pick().ok_or(Failure::NoHealthyUpstream)?;
+            endpoint = pick().ok_or(Failure::NoHealthyUpstream)?;
         }
         Ok(endpoint)
     }
 
     async fn try_once(
+        &self,
+        mut request: Request<ProxyBody>,
+        policy: Option<&RetryPolicy>,
+        endpoint: &LiveEndpoint,
+    ) -> (Outcome, Result<Response<Incoming>, Failure>) {
+        let captured = capture_connection(&mut request);
+        let (outcome, result) = self.exchange(request, policy, endpoint).await;
+        self.cluster.record_outcome(endpoint.address, outcome);
+        if let (Ok(_), Some(max)) = (&result, self.cluster.spec.max_requests_per_connection) {
+            count_use(&captured, max);
+        }
+        if let Some(max) = self.cluster.spec.max_connection_duration {
+            limit_lifetime(captured, max);
+        }
+        (outcome, result)
+    }
+
+    async fn exchange(
         &self,
         request: Request<ProxyBody>,
         policy: Option<&RetryPolicy>,
@@ -189,6 +234,9 @@ fn refused_stream(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 #[cfg(test)]
+mod limits_tests;
+
+#[cfg(test)]
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -204,8 +252,10 @@ mod tests {
 
     use super::*;
     use crate::body::full;
+    use crate::circuit_breaker::Thresholds;
     use crate::cluster::{ClusterSpec, Endpoint};
     use crate::identity::Identity;
+    use crate::load_balancer::{Algorithm, Balancing};
     use crate::metric_labels::{Service, Workload};
     use crate::metrics::{Reporter, RequestLabels};
     use crate::response_flags::ResponseFlags;
@@ -257,8 +307,24 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             static_endpoints: vec![Endpoint {
                 address,
+                weight: 1,
                 workload: None,
+                placement: Default::default(),
             }],
+            dns: None,
+            original_dst: false,
+            source_address: None,
+            keepalive: None,
+            thresholds: Thresholds::UNLIMITED,
+            outlier: None,
+            balancing: Balancing {
+                algorithm: Algorithm::RoundRobin,
+                panic_threshold: 50.0,
+                locality_weighted: false,
+            },
+            idle_timeout: Duration::from_secs(60),
+            max_requests_per_connection: None,
+            max_connection_duration: None,
         };
         Cluster::new(
             spec,
@@ -292,7 +358,7 @@ mod tests {
         cluster: &Cluster,
         retry: &RetryPolicy,
         exchange: &mut Exchange,
-    ) -> Result<Response<Incoming>, Failure> {
+    ) -> Result<Response<ProxyBody>, Failure> {
         let attempts = Attempts {
             head: UpstreamHead {
                 method: Method::POST,
@@ -303,12 +369,51 @@ mod tests {
             retry: Some(retry),
             include_attempt_count: true,
             label_destination: true,
+            hash: None,
+            pinned: None,
         };
         let body = RequestBody::Replayable {
             data: bytes::Bytes::from_static(b"payload"),
             trailers: None,
         };
         attempts.send(body, exchange).await
+    }
+
+    #[tokio::test]
+    async fn a_pinned_endpoint_takes_the_place_of_the_clusters() {
+        let (address, seen) = backend(0, false).await;
+        let unused = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cluster = cluster(unused.local_addr().unwrap());
+        drop(unused);
+        let pinned = LiveEndpoint {
+            address,
+            authority: address.to_string().parse().unwrap(),
+            workload: Workload::unknown(),
+            weight: 1,
+            active: Arc::default(),
+        };
+        let attempts = Attempts {
+            head: UpstreamHead {
+                method: Method::GET,
+                path: PathAndQuery::from_static("/"),
+                headers: HeaderMap::new(),
+            },
+            cluster: &cluster,
+            retry: None,
+            include_attempt_count: true,
+            label_destination: true,
+            hash: None,
+            pinned: Some(pinned),
+        };
+        let mut exchange = exchange();
+        let body = RequestBody::Replayable {
+            data: bytes::Bytes::new(),
+            trailers: None,
+        };
+        let response = attempts.send(body, &mut exchange).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        assert_eq!(exchange.upstream_host, Some(address));
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
-//! One downstream connection: pick the filter chain, terminate mTLS if the
-//! chain says so (learning the peer's SPIFFE identity), then serve HTTP/1.1
-//! or HTTP/2 on it.
+//! One downstream connection: find its listener (by original destination
+//! when redirected), pick the filter chain, terminate mTLS if the chain
+//! says so (learning the peer's SPIFFE identity), then serve HTTP/1.1 or
+//! HTTP/2 on it, or proxy its bytes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,15 +14,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use trellis_ca::SpiffeId;
 
+use crate::filter_chain_match::ConnectionFacts;
 use crate::forward::{Downstream, handle};
-use crate::listener::{ChainSpec, Direction, ListenerSpec, RouteSource};
+use crate::inspect::inspect;
+use crate::listener::{ChainSpec, Direction, HcmSpec, ListenerSpec, NetworkFilter, RouteSource};
 use crate::metric_labels::{Shared, Workload};
 use crate::metrics::{Reporter, RequestLabels};
+use crate::original_dst::original_destination;
 use crate::state::ProxyState;
 
 /// Envoy's default limit on request headers (60 KiB); beyond it: 431.
 const MAX_HEADER_BYTES: usize = 60 * 1024;
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The verified client of an mTLS connection.
@@ -39,32 +42,31 @@ pub async fn serve_connection(
     state: Arc<ProxyState>,
 ) {
     let _ = stream.set_nodelay(true);
-    let Ok(local) = stream.local_addr() else {
+    let Some((spec, local)) = destination_listener(&stream, spec, &state) else {
         return;
     };
     let addresses = Addresses { remote, local };
-    let tls = if spec.inspects_tls() {
-        let mut first = [0u8; 1];
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
-            Ok(Ok(1)) => first[0] == TLS_HANDSHAKE_RECORD,
-            _ => return,
-        }
-    } else {
-        false
+    let Some(first) = inspect(&stream, &spec).await else {
+        return;
     };
-    let Some(chain) = spec.chain_for(tls) else {
-        tracing::debug!(listener = %spec.name, tls, "no filter chain matches; closing");
+    let facts = ConnectionFacts {
+        destination: local,
+        tls: first.tls,
+        server_name: first.server_name.as_deref(),
+        alpn: &first.application_protocols,
+    };
+    let Some(chain) = spec.select_chain(&facts) else {
+        tracing::debug!(listener = %spec.name, destination = %local, tls = facts.tls, "no filter chain matches; closing");
         return;
     };
     if !chain.terminate_tls {
-        serve_http(stream, addresses, None, &spec, chain, state).await;
+        let server_name = facts.server_name;
+        serve_chain(stream, addresses, None, server_name, &spec, chain, state).await;
         return;
     }
-    let Some(credentials) = state.identity.credentials() else {
-        tracing::warn!(listener = %spec.name, "no workload certificate yet; refusing mTLS connection");
+    let Some(acceptor) = tls_acceptor(&spec, chain, &state) else {
         return;
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(credentials.server.clone());
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
@@ -80,7 +82,97 @@ pub async fn serve_connection(
             cert_hash: hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf).as_ref()),
         })
     });
-    serve_http(stream, addresses, peer, &spec, chain, state).await;
+    let server_name = first.server_name.as_deref();
+    serve_chain(stream, addresses, peer, server_name, &spec, chain, state).await;
+}
+
+/// The chain's certificate: a gateway credential, else the workload's.
+fn tls_acceptor(
+    spec: &ListenerSpec,
+    chain: &ChainSpec,
+    state: &ProxyState,
+) -> Option<tokio_rustls::TlsAcceptor> {
+    if let Some(credential) = &chain.credential {
+        return match state.credentials.server_config(credential) {
+            Ok(config) => Some(tokio_rustls::TlsAcceptor::from(config)),
+            Err(error) => {
+                tracing::warn!(listener = %spec.name, %error, "refusing TLS connection");
+                None
+            }
+        };
+    }
+    let Some(credentials) = state.identity.credentials() else {
+        tracing::warn!(listener = %spec.name, "no workload certificate yet; refusing mTLS connection");
+        return None;
+    };
+    Some(tokio_rustls::TlsAcceptor::from(credentials.server.clone()))
+}
+
+/// The listener that serves this connection and the destination its chains
+/// see. A redirected connection's destination is its original one; a
+/// `use_original_dst` listener hands it to the listener for that address,
+/// keeping it only when none exists (Envoy's semantics).
+fn destination_listener(
+    stream: &TcpStream,
+    spec: Arc<ListenerSpec>,
+    state: &ProxyState,
+) -> Option<(Arc<ListenerSpec>, SocketAddr)> {
+    let local = stream.local_addr().ok()?;
+    if !spec.use_original_dst && !spec.original_dst_filter {
+        return Some((spec, local));
+    }
+    let destination = match original_destination(stream) {
+        Ok(original) => original.unwrap_or(local),
+        Err(error) => {
+            tracing::warn!(%error, listener = %spec.name, "cannot read the original destination");
+            return None;
+        }
+    };
+    if !spec.use_original_dst {
+        return Some((spec, destination));
+    }
+    match state.listeners.for_destination(destination) {
+        Some(target) if target.name != spec.name => Some((target, destination)),
+        _ => Some((spec, destination)),
+    }
+}
+
+async fn serve_chain<S>(
+    stream: S,
+    addresses: Addresses,
+    peer: Option<Peer>,
+    server_name: Option<&str>,
+    spec: &ListenerSpec,
+    chain: &ChainSpec,
+    state: Arc<ProxyState>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match &chain.network {
+        NetworkFilter::Http(hcm) => {
+            let connection = HttpConnection {
+                addresses,
+                peer,
+                server_name: server_name.map(str::to_string),
+                tls: chain.terminate_tls,
+            };
+            serve_http(stream, connection, spec, hcm, state).await
+        }
+        NetworkFilter::Tcp(tcp) => {
+            let labels =
+                connection_labels(&state, spec.direction, peer.as_ref(), chain.terminate_tls);
+            let principal = peer
+                .as_ref()
+                .and_then(|p| p.identity.as_ref())
+                .map(ToString::to_string);
+            let downstream = crate::tcp_proxy::Downstream {
+                addresses,
+                principal: principal.as_deref(),
+                server_name,
+            };
+            crate::tcp_proxy::serve(stream, tcp, downstream, labels, state).await
+        }
+    }
 }
 
 /// Both ends of a downstream connection.
@@ -91,31 +183,47 @@ pub struct Addresses {
     pub local: SocketAddr,
 }
 
-async fn serve_http<S>(
-    stream: S,
+/// What an HTTP connection's requests learn of it.
+struct HttpConnection {
     addresses: Addresses,
     peer: Option<Peer>,
+    /// The ClientHello's server name, for RBAC's `requested_server_name`.
+    server_name: Option<String>,
+    tls: bool,
+}
+
+async fn serve_http<S>(
+    stream: S,
+    connection: HttpConnection,
     spec: &ListenerSpec,
-    chain: &ChainSpec,
+    hcm: &HcmSpec,
     state: Arc<ProxyState>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let labels = connection_labels(&state, spec.direction, peer.as_ref(), chain.terminate_tls);
+    let HttpConnection {
+        addresses,
+        peer,
+        server_name,
+        tls,
+    } = connection;
+    let labels = connection_labels(&state, spec.direction, peer.as_ref(), tls);
     let downstream = Arc::new(Downstream {
         labels,
         peer,
         direction: spec.direction,
-        routes: match &chain.hcm.routes {
+        routes: match &hcm.routes {
             RouteSource::Inline(table) => RouteSource::Inline(table.clone()),
             RouteSource::Rds(name) => RouteSource::Rds(name.clone()),
         },
-        set_client_cert: chain.hcm.set_client_cert,
-        tls: chain.terminate_tls,
-        fault_filter: chain.hcm.fault_filter,
-        rbac: chain.hcm.rbac.clone(),
+        set_client_cert: hcm.set_client_cert,
+        tls,
+        fault_filter: hcm.fault_filter,
+        jwt: hcm.jwt.clone(),
+        rbac: hcm.rbac.clone(),
         addresses,
-        access_logs: state.access_logs.loggers(&chain.hcm.access_logs),
+        server_name,
+        access_logs: state.access_logs.loggers(&hcm.access_logs),
         peer_cache: Default::default(),
     });
     let mut drain = state.drain.watch();
@@ -145,7 +253,7 @@ async fn serve_http<S>(
 
 /// What every request of this connection reports before routing fills in
 /// the service and, outbound, the destination.
-fn connection_labels(
+pub(crate) fn connection_labels(
     state: &ProxyState,
     direction: Direction,
     peer: Option<&Peer>,

@@ -17,6 +17,8 @@ pub enum Failure {
     /// The upstream reset or closed the stream before answering (UR).
     UpstreamReset,
     UpstreamTimeout,
+    /// A circuit breaker refused the request (UO).
+    UpstreamOverflow,
     BadRequest,
     DownstreamDisconnected,
     /// An RBAC filter (AuthorizationPolicy) denied the request.
@@ -30,7 +32,8 @@ impl Failure {
             Failure::NoCluster
             | Failure::NoHealthyUpstream
             | Failure::UpstreamUnreachable
-            | Failure::UpstreamReset => StatusCode::SERVICE_UNAVAILABLE,
+            | Failure::UpstreamReset
+            | Failure::UpstreamOverflow => StatusCode::SERVICE_UNAVAILABLE,
             Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadRequest | Failure::DownstreamDisconnected => StatusCode::BAD_REQUEST,
             Failure::AccessDenied => StatusCode::FORBIDDEN,
@@ -45,6 +48,7 @@ impl Failure {
             Failure::UpstreamUnreachable => Flag::UpstreamUnreachable,
             Failure::UpstreamReset => Flag::UpstreamReset,
             Failure::UpstreamTimeout => Flag::UpstreamTimeout,
+            Failure::UpstreamOverflow => Flag::UpstreamOverflow,
             Failure::BadRequest => Flag::BadRequest,
             Failure::DownstreamDisconnected => Flag::DownstreamDisconnected,
             Failure::AccessDenied => Flag::RbacDenied,
@@ -62,6 +66,7 @@ impl Failure {
             }
             Failure::UpstreamReset => "upstream_reset_before_response_started{remote_reset}",
             Failure::UpstreamTimeout => "response_timeout",
+            Failure::UpstreamOverflow => "upstream_reset_before_response_started{overflow}",
             Failure::BadRequest => "missing_host_header",
             Failure::DownstreamDisconnected => "downstream_remote_disconnect",
             Failure::AccessDenied => "rbac_access_denied_matched_policy[none]",
@@ -76,6 +81,10 @@ impl Failure {
             Failure::UpstreamUnreachable => "upstream connect error\n",
             Failure::UpstreamReset => "upstream reset before response started\n",
             Failure::UpstreamTimeout => "upstream request timeout\n",
+            // Envoy's body, which Istio's circuit-breaking task shows.
+            Failure::UpstreamOverflow => {
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+            }
             Failure::BadRequest => "bad request: missing authority\n",
             Failure::DownstreamDisconnected => "downstream disconnected\n",
             // Envoy's body, which clients and Istio's docs look for.

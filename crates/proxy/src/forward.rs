@@ -10,7 +10,6 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 
 use crate::access_log::AccessLogger;
 use crate::attempt::{Attempts, UpstreamHead};
@@ -18,6 +17,8 @@ use crate::body::{ProxyBody, full};
 use crate::cluster::Cluster;
 use crate::connection::{Addresses, Peer};
 pub use crate::failure::Failure;
+use crate::hash_policy::{HashInput, request_hash};
+use crate::jwt::{JwtFilter, VerifiedJwt};
 use crate::listener::{Direction, RouteSource};
 use crate::metrics::RequestLabels;
 use crate::peer_metadata;
@@ -29,6 +30,10 @@ use crate::response_flags::Flag;
 use crate::rewrite::{Origin, Redirect};
 use crate::route::{ClusterTarget, Forward, RequestView, Route, RouteAction, RouteTable};
 use crate::state::ProxyState;
+
+mod passthrough;
+
+use passthrough::{original_destination, passthrough_service};
 
 const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -44,9 +49,13 @@ pub struct Downstream {
     pub tls: bool,
     /// The connection manager runs the fault filter (routes configure it).
     pub fault_filter: bool,
+    /// Verifies end-user tokens before RBAC runs.
+    pub jwt: Option<Arc<JwtFilter>>,
     /// Run in order before routing; any of them can deny the request.
     pub rbac: Arc<[RbacFilter]>,
     pub addresses: Addresses,
+    /// The server name of the connection's TLS ClientHello, if any.
+    pub server_name: Option<String>,
     /// Where each request's line goes once it is over.
     pub access_logs: Arc<[AccessLogger]>,
     /// The calling workload, from its sidecar's metadata exchange.
@@ -100,7 +109,14 @@ async fn route_and_forward(
         accept_peer_metadata(request.headers_mut(), downstream, exchange);
     }
     let authority = authority.ok_or(Failure::BadRequest)?;
-    authorize(&request, &authority, downstream)?;
+    exchange.jwt = match authenticate(&mut request, &authority, downstream) {
+        Ok(jwt) => jwt,
+        Err(refused) => {
+            exchange.details = crate::jwt::DENIED_DETAILS;
+            return Ok(*refused);
+        }
+    };
+    authorize(&request, &authority, downstream, exchange.jwt.as_ref())?;
     let table: Arc<RouteTable> = match &downstream.routes {
         RouteSource::Inline(table) => table.clone(),
         RouteSource::Rds(name) => state
@@ -132,7 +148,11 @@ async fn route_and_forward(
             let target = forward.pick(rand::random_range(0..forward.total_weight));
             let cluster = state.clusters.load().get(&target.name).cloned();
             if let Some(cluster) = &cluster {
-                exchange.labels.service = cluster.service.clone();
+                exchange.labels.service = if cluster.spec.original_dst {
+                    passthrough_service(&cluster.spec.name, &authority)
+                } else {
+                    cluster.service.clone()
+                };
                 exchange.cluster = Some(cluster.clone());
             }
             Plan::Forward(forward, target, cluster)
@@ -191,11 +211,40 @@ async fn route_and_forward(
     Ok(response)
 }
 
+/// Runs the connection manager's JWT filter: the verified token, or
+/// Envoy's 401 answer.
+fn authenticate(
+    request: &mut Request<ProxyBody>,
+    authority: &str,
+    downstream: &Downstream,
+) -> Result<Option<VerifiedJwt>, Box<Response<ProxyBody>>> {
+    let Some(filter) = &downstream.jwt else {
+        return Ok(None);
+    };
+    let uri = request.uri().clone();
+    filter
+        .authenticate(request.headers_mut(), uri.query())
+        .map_err(|rejection| {
+            tracing::info!(
+                path = uri.path(),
+                reason = rejection.reason,
+                "jwt: request refused"
+            );
+            let scheme = request
+                .headers()
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("http");
+            Box::new(rejection.response(scheme, authority, uri.path()))
+        })
+}
+
 /// Runs the connection manager's RBAC filters in order.
 fn authorize(
     request: &Request<ProxyBody>,
     authority: &str,
     downstream: &Downstream,
+    jwt: Option<&VerifiedJwt>,
 ) -> Result<(), Failure> {
     if downstream.rbac.is_empty() {
         return Ok(());
@@ -216,6 +265,8 @@ fn authorize(
         principal: principal.as_deref(),
         source: downstream.addresses.remote,
         destination: downstream.addresses.local,
+        jwt,
+        server_name: downstream.server_name.as_deref(),
     };
     for filter in downstream.rbac.iter() {
         if let Verdict::Denied { policy } = filter.evaluate(&facts) {
@@ -258,6 +309,15 @@ async fn forward_to_cluster(
 ) -> Result<Response<ProxyBody>, Failure> {
     let (forward, target, cluster) = (routed.forward, routed.target, &routed.cluster);
     let (parts, body) = request.into_parts();
+    let hash = request_hash(
+        &forward.hash_policy,
+        &HashInput {
+            headers: &parts.headers,
+            path: routed.path.as_str(),
+            remote: downstream.addresses.remote,
+            local: downstream.addresses.local,
+        },
+    );
     let mut head = upstream_head(parts.method, parts.headers, &routed, downstream, state);
     target.request_headers.apply(&mut head.headers);
     routed.route.request_headers.apply(&mut head.headers);
@@ -276,6 +336,12 @@ async fn forward_to_cluster(
         retry: forward.retry.as_ref(),
         include_attempt_count: routed.route.include_attempt_count,
         label_destination: downstream.direction == Direction::Outbound,
+        hash: hash.hash,
+        pinned: if cluster.spec.original_dst {
+            Some(original_destination(downstream, state)?)
+        } else {
+            None
+        },
     };
     let sent = attempts.send(body, exchange);
     let response = match forward.timeout {
@@ -287,7 +353,10 @@ async fn forward_to_cluster(
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     target.response_headers.apply(&mut parts.headers);
-    Ok(Response::from_parts(parts, body.boxed()))
+    if let Some(cookie) = hash.set_cookie {
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
+    Ok(Response::from_parts(parts, body))
 }
 
 /// The request's authority: absolute-form URI (HTTP proxy requests, HTTP/2)
@@ -326,7 +395,7 @@ fn upstream_head(
     if let Ok(host) = HeaderValue::from_str(host) {
         headers.insert(header::HOST, host);
     }
-    let to_mesh = routed.cluster.spec.tls.is_some();
+    let to_mesh = routed.cluster.is_mesh_tls();
     set_mesh_headers(&mut headers, downstream, state, to_mesh);
     UpstreamHead {
         method,

@@ -7,22 +7,40 @@ mod access_log;
 mod admin;
 mod attempt;
 mod body;
+mod circuit_breaker;
+mod client_hello;
 mod cluster;
 mod connection;
 mod connector;
+mod dns;
 mod drain;
 mod failure;
 mod fault;
+mod filter_chain_match;
 mod forward;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+mod gateway_tls;
+mod hash_policy;
 mod headers;
+mod http_inspector;
 pub mod identity;
+mod in_use;
+mod inspect;
+mod jwt;
+mod keepalive;
 mod listener;
 mod listeners;
+mod load_balancer;
 mod metric_labels;
 mod metrics;
 mod mirror;
 mod options;
+mod original_dst;
+mod outlier;
 mod peer_metadata;
+mod priority;
 mod rbac;
 mod recording;
 mod replay;
@@ -31,14 +49,19 @@ mod retry;
 mod rewrite;
 mod route;
 mod state;
+mod tcp_metrics;
+mod tcp_proxy;
+mod tcp_weighted;
 mod tls_context;
+mod tls_origination;
 mod unsupported;
+mod upstream_bind;
 mod xds_address;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use options::ProxyOptions;
+pub use options::{InterceptionMode, ProxyOptions, ProxyType};
 use trellis_ca::SpiffeId;
 use trellis_xds::NodeInfo;
 use trellis_xds::client::AdsClient;
@@ -81,13 +104,34 @@ pub async fn start(options: &ProxyOptions) -> Result<Arc<ProxyState>, ProxyError
     let channel = trellis_ca::ca_channel(&options.discovery_address, &root_pem)?;
     tokio::spawn(identity.clone().run(channel.clone(), token, root_pem));
     let state = ProxyState::new(identity, node.clone(), Arc::default());
+    if let Some(dir) = &options.credentials_dir {
+        state.credentials.set_dir(dir.clone());
+    }
     tokio::spawn(AdsClient::new(channel, node.to_node()).run(state.clone()));
-    for (port, router) in [
-        (options.admin_port, admin::admin_router(state.clone())),
-        (options.stats_port, admin::stats_router(state.clone())),
-        (options.health_port, admin::health_router(state.clone())),
+    // Under capture, inbound traffic to any port of the workload's address
+    // reaches it, so the admin port (config, quit) stays on loopback as in Istio.
+    let admin_ip = match node.interception {
+        Interception::Redirect => std::net::IpAddr::from([127, 0, 0, 1]),
+        Interception::None => options.ip,
+    };
+    for (ip, port, router) in [
+        (
+            admin_ip,
+            options.admin_port,
+            admin::admin_router(state.clone()),
+        ),
+        (
+            options.ip,
+            options.stats_port,
+            admin::stats_router(state.clone()),
+        ),
+        (
+            options.ip,
+            options.health_port,
+            admin::health_router(state.clone()),
+        ),
     ] {
-        let address = SocketAddr::new(options.ip, port);
+        let address = SocketAddr::new(ip, port);
         admin::serve(address, router)
             .await
             .map_err(|source| ProxyError::Bind { address, source })?;
@@ -97,16 +141,22 @@ pub async fn start(options: &ProxyOptions) -> Result<Arc<ProxyState>, ProxyError
 
 fn node_info(options: &ProxyOptions) -> NodeInfo {
     NodeInfo {
-        kind: ProxyKind::Sidecar,
+        kind: match options.proxy_type {
+            ProxyType::Sidecar => ProxyKind::Sidecar,
+            ProxyType::Router => ProxyKind::Router,
+        },
         ip: options.ip,
         pod_name: options.pod_name.clone(),
         namespace: options.namespace.clone(),
         service_account: options.service_account.clone(),
         workload_name: options.workload_name.clone(),
         labels: options.labels.iter().cloned().collect(),
-        // Explicit listeners only until transparent capture (iptables) lands.
-        interception: Interception::None,
+        interception: match options.interception_mode {
+            options::InterceptionMode::Redirect => Interception::Redirect,
+            options::InterceptionMode::None => Interception::None,
+        },
         app_ports: options.app_ports.iter().copied().collect(),
         outbound_port: options.outbound_port,
+        locality: options.locality.clone().unwrap_or_default(),
     }
 }

@@ -1,9 +1,11 @@
-//! Listeners compiled from Envoy `Listener`s: a filter chain per transport
-//! (TLS or plaintext, chosen by peeking at the first byte, as Envoy's
-//! tls_inspector does), each ending in an HTTP connection manager.
+//! Listeners compiled from Envoy `Listener`s: filter chains chosen by
+//! destination and by what peeking at the first bytes shows (TLS or not,
+//! SNI, ALPN: see filter_chain_match.rs), each ending in an HTTP connection
+//! manager or a tcp_proxy (which network RBAC filters may precede).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3 as xds;
@@ -12,20 +14,28 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     HttpConnectionManager, http_connection_manager::ForwardClientCertDetails,
     http_connection_manager::RouteSpecifier, http_filter,
 };
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use prost::{Message, Name};
 
 use crate::access_log::AccessLogSpec;
+use crate::filter_chain_match::{ChainMatch, ConnectionFacts, select};
+use crate::jwt::JwtFilter;
 use crate::rbac::RbacFilter;
 use crate::route::RouteTable;
+use crate::tcp_proxy::TcpProxySpec;
 use crate::tls_context;
 use crate::unsupported::{Unsupported, reject_if};
 use crate::xds_address::socket_address;
 
-const HCM: &str = "envoy.filters.network.http_connection_manager";
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+const ORIGINAL_DST: &str = "envoy.filters.listener.original_dst";
+const HTTP_INSPECTOR: &str = "envoy.filters.listener.http_inspector";
+/// Envoy's default `listener_filters_timeout`.
+const DEFAULT_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 const FAULT_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
 const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+const NETWORK_RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
 
 #[derive(Debug)]
 pub struct ListenerSpec {
@@ -33,6 +43,20 @@ pub struct ListenerSpec {
     pub address: SocketAddr,
     pub direction: Direction,
     pub chains: Vec<ChainSpec>,
+    /// Redirected connections are handed to the listener of their original
+    /// destination (Envoy's `use_original_dst`).
+    pub use_original_dst: bool,
+    /// The original_dst listener filter: chains see the original destination.
+    pub original_dst_filter: bool,
+    /// `false`: only reached by hand-off from a `use_original_dst` listener.
+    pub bind_to_port: bool,
+    /// The http_inspector listener filter: plaintext HTTP is told apart
+    /// (application protocol `http/1.0`, `http/1.1` or `h2c`).
+    pub http_inspector: bool,
+    /// How long listener filters wait for the first bytes (`None`: forever).
+    pub filters_timeout: Option<Duration>,
+    /// On that timeout, serve the connection rather than close it.
+    pub continue_on_filters_timeout: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,19 +65,21 @@ pub enum Direction {
     Outbound,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransportMatch {
-    Any,
-    Tls,
-    Plaintext,
-}
-
 #[derive(Debug)]
 pub struct ChainSpec {
-    pub transport: TransportMatch,
-    /// Terminate mesh mTLS with the workload certificate.
+    pub matcher: ChainMatch,
+    /// Terminate TLS: mesh mTLS with the workload certificate, unless
+    /// `credential` names a user certificate (a gateway's).
     pub terminate_tls: bool,
-    pub hcm: HcmSpec,
+    pub credential: Option<crate::gateway_tls::ServerCredential>,
+    pub network: NetworkFilter,
+}
+
+/// The one network filter a chain ends in.
+#[derive(Debug)]
+pub enum NetworkFilter {
+    Http(HcmSpec),
+    Tcp(TcpProxySpec),
 }
 
 #[derive(Debug)]
@@ -65,6 +91,8 @@ pub struct HcmSpec {
     pub set_client_cert: bool,
     /// The fault filter is in the chain, so routes' fault configs apply.
     pub fault_filter: bool,
+    /// The JWT filter (RequestAuthentication), run before RBAC.
+    pub jwt: Option<Arc<JwtFilter>>,
     /// RBAC filters, in order; a request must pass each.
     pub rbac: Arc<[RbacFilter]>,
     /// File access logs, each written once per request.
@@ -80,10 +108,6 @@ pub enum RouteSource {
 impl ListenerSpec {
     pub fn compile(listener: &xds::Listener) -> Result<ListenerSpec, Unsupported> {
         reject_if(
-            listener.use_original_dst.is_some_and(|b| b.value),
-            "listener.use_original_dst",
-        )?;
-        reject_if(
             listener.default_filter_chain.is_some(),
             "listener.default_filter_chain",
         )?;
@@ -93,10 +117,18 @@ impl ListenerSpec {
         )?;
         for filter in &listener.listener_filters {
             reject_if(
-                filter.name != TLS_INSPECTOR,
-                "listener filter other than tls_inspector",
+                ![TLS_INSPECTOR, ORIGINAL_DST, HTTP_INSPECTOR].contains(&filter.name.as_str()),
+                "listener filter other than tls_inspector, http_inspector or original_dst",
             )?;
         }
+        let filters_timeout = match &listener.listener_filters_timeout {
+            None => Some(DEFAULT_FILTERS_TIMEOUT),
+            Some(d) => Some(Duration::new(
+                d.seconds.max(0) as u64,
+                d.nanos.clamp(0, 999_999_999) as u32,
+            ))
+            .filter(|d| !d.is_zero()),
+        };
         let address = socket_address(
             listener
                 .address
@@ -118,97 +150,103 @@ impl ListenerSpec {
             address,
             direction,
             chains,
+            use_original_dst: listener.use_original_dst.is_some_and(|b| b.value),
+            original_dst_filter: listener
+                .listener_filters
+                .iter()
+                .any(|f| f.name == ORIGINAL_DST),
+            bind_to_port: listener.bind_to_port.is_none_or(|b| b.value),
+            http_inspector: listener
+                .listener_filters
+                .iter()
+                .any(|f| f.name == HTTP_INSPECTOR),
+            filters_timeout,
+            continue_on_filters_timeout: listener.continue_on_listener_filters_timeout,
         })
     }
 
     /// Whether choosing a chain needs to know if the client speaks TLS.
     pub fn inspects_tls(&self) -> bool {
-        self.chains
-            .iter()
-            .any(|c| c.transport != TransportMatch::Any)
+        self.chains.iter().any(|c| c.matcher.needs_transport())
     }
 
-    pub fn chain_for(&self, tls: bool) -> Option<&ChainSpec> {
-        let wanted = if tls {
-            TransportMatch::Tls
-        } else {
-            TransportMatch::Plaintext
-        };
-        self.chains
-            .iter()
-            .find(|c| c.transport == wanted)
-            .or_else(|| {
-                self.chains
-                    .iter()
-                    .find(|c| c.transport == TransportMatch::Any)
-            })
+    /// Whether choosing a chain needs the ClientHello's SNI and ALPN.
+    pub fn inspects_client_hello(&self) -> bool {
+        self.chains.iter().any(|c| c.matcher.needs_client_hello())
+    }
+
+    pub fn select_chain(&self, facts: &ConnectionFacts<'_>) -> Option<&ChainSpec> {
+        let index = select(self.chains.iter().map(|c| &c.matcher), facts)?;
+        self.chains.get(index)
     }
 
     /// Names of the route configurations this listener needs over RDS.
     pub fn rds_names(&self) -> impl Iterator<Item = &str> {
-        self.chains.iter().filter_map(|c| match &c.hcm.routes {
-            RouteSource::Rds(name) => Some(name.as_str()),
-            RouteSource::Inline(_) => None,
+        self.chains.iter().filter_map(|c| match &c.network {
+            NetworkFilter::Http(HcmSpec {
+                routes: RouteSource::Rds(name),
+                ..
+            }) => Some(name.as_str()),
+            _ => None,
         })
     }
 }
 
 impl ChainSpec {
     fn compile(chain: &xds::FilterChain) -> Result<ChainSpec, Unsupported> {
-        let transport = match &chain.filter_chain_match {
-            None => TransportMatch::Any,
-            Some(m) => {
-                reject_if(
-                    m.destination_port.is_some(),
-                    "filter_chain_match.destination_port",
-                )?;
-                reject_if(
-                    !m.prefix_ranges.is_empty(),
-                    "filter_chain_match.prefix_ranges",
-                )?;
-                reject_if(
-                    !m.server_names.is_empty(),
-                    "filter_chain_match.server_names",
-                )?;
-                reject_if(
-                    !m.source_prefix_ranges.is_empty(),
-                    "filter_chain_match.source_prefix_ranges",
-                )?;
-                // ALPN values only refine TLS chains; the mesh accepts any of them.
-                match m.transport_protocol.as_str() {
-                    "" => TransportMatch::Any,
-                    "tls" => TransportMatch::Tls,
-                    "raw_buffer" => TransportMatch::Plaintext,
-                    _ => return Err(Unsupported("filter_chain_match.transport_protocol")),
-                }
-            }
+        let matcher = ChainMatch::compile(chain.filter_chain_match.as_ref())?;
+        let credential = match &chain.transport_socket {
+            Some(socket) => crate::gateway_tls::server_credential(socket)?,
+            None => None,
         };
         let terminate_tls = match &chain.transport_socket {
+            Some(_) if credential.is_some() => true,
             Some(socket) => tls_context::downstream(socket).map(|()| true)?,
             None => false,
         };
-        let [filter] = chain.filters.as_slice() else {
+        let Some((terminal, leading)) = chain.filters.split_last() else {
+            return Err(Unsupported("filter chain without network filters"));
+        };
+        let typed = |filter: &xds::Filter| match &filter.config_type {
+            Some(ConfigType::TypedConfig(any)) => Ok(any.clone()),
+            _ => Err(Unsupported("network filter without typed_config")),
+        };
+        let any = typed(terminal)?;
+        // Network RBAC filters may precede a tcp_proxy, and nothing else.
+        let network_rbac = leading
+            .iter()
+            .map(|filter| {
+                let any = typed(filter)?;
+                reject_if(
+                    any.type_url != NETWORK_RBAC_TYPE,
+                    "network filter before the last other than rbac",
+                )?;
+                RbacFilter::compile_network(&any.value)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let network = if any.type_url == HttpConnectionManager::type_url() {
+            reject_if(
+                !network_rbac.is_empty(),
+                "network rbac before http_connection_manager",
+            )?;
+            let hcm = HttpConnectionManager::decode(any.value.as_slice())
+                .map_err(|_| Unsupported("undecodable http_connection_manager"))?;
+            NetworkFilter::Http(HcmSpec::compile(&hcm)?)
+        } else if any.type_url == TcpProxy::type_url() {
+            NetworkFilter::Tcp(TcpProxySpec {
+                rbac: network_rbac,
+                ..TcpProxySpec::compile(&any.value)?
+            })
+        } else {
             return Err(Unsupported(
-                "filter chain with other than one network filter",
+                "network filter other than http_connection_manager or tcp_proxy",
             ));
         };
-        reject_if(
-            filter.name != HCM,
-            "network filter other than http_connection_manager",
-        )?;
-        let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
-            return Err(Unsupported("http_connection_manager without typed_config"));
-        };
-        reject_if(
-            any.type_url != HttpConnectionManager::type_url(),
-            "http_connection_manager config type",
-        )?;
-        let hcm = HttpConnectionManager::decode(any.value.as_slice())
-            .map_err(|_| Unsupported("undecodable http_connection_manager"))?;
         Ok(ChainSpec {
-            transport,
+            matcher,
             terminate_tls,
-            hcm: HcmSpec::compile(&hcm)?,
+            credential,
+            network,
         })
     }
 }
@@ -217,6 +255,7 @@ impl HcmSpec {
     fn compile(hcm: &HttpConnectionManager) -> Result<HcmSpec, Unsupported> {
         let mut fault_filter = false;
         let mut rbac = Vec::new();
+        let mut jwt = None;
         for filter in &hcm.http_filters {
             let Some(http_filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
                 return Err(Unsupported("http filter without typed_config"));
@@ -234,9 +273,18 @@ impl HcmSpec {
                 rbac.push(RbacFilter::compile(&any.value)?);
                 continue;
             }
+            if any.type_url == crate::jwt::FILTER_TYPE {
+                // RBAC reads what the JWT filter verified.
+                reject_if(
+                    jwt.is_some() || !rbac.is_empty(),
+                    "jwt_authn after rbac or twice",
+                )?;
+                jwt = Some(Arc::new(JwtFilter::compile(&any.value)?));
+                continue;
+            }
             reject_if(
                 any.type_url != ROUTER_TYPE,
-                "http filter other than fault, rbac or router",
+                "http filter other than fault, jwt_authn, rbac or router",
             )?;
         }
         let access_logs = hcm
@@ -267,8 +315,12 @@ impl HcmSpec {
             routes,
             set_client_cert,
             fault_filter,
+            jwt,
             rbac: rbac.into(),
             access_logs,
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,9 +1,11 @@
 //! Running listeners: binds what LDS asks for, swaps the config of a
 //! listener whose address did not change (no rebind, in-flight connections
 //! keep the config they started with), and stops listeners LDS dropped.
+//! Listeners with `bind_to_port: false` are not bound: a `use_original_dst`
+//! listener hands them the connections originally sent to their address.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
@@ -17,11 +19,16 @@ use crate::state::ProxyState;
 pub struct Listeners {
     state: Weak<ProxyState>,
     running: Mutex<HashMap<String, Running>>,
+    /// Every listener by its address, for original-destination hand-off.
+    by_address: ArcSwap<HashMap<SocketAddr, SharedSpec>>,
 }
+
+type SharedSpec = Arc<ArcSwap<ListenerSpec>>;
 
 struct Running {
     address: SocketAddr,
-    spec: Arc<ArcSwap<ListenerSpec>>,
+    spec: SharedSpec,
+    bound: bool,
     stop: watch::Sender<bool>,
 }
 
@@ -36,6 +43,7 @@ impl Listeners {
         Listeners {
             state,
             running: Mutex::default(),
+            by_address: ArcSwap::default(),
         }
     }
 
@@ -47,8 +55,8 @@ impl Listeners {
         for spec in &specs {
             let reusable = running
                 .get(&spec.name)
-                .is_some_and(|r| r.address == spec.address);
-            if !reusable {
+                .is_some_and(|r| r.address == spec.address && r.bound == spec.bind_to_port);
+            if !reusable && spec.bind_to_port {
                 let socket = bind(spec.address).map_err(|e| {
                     format!("listener {}: cannot bind {}: {e}", spec.name, spec.address)
                 })?;
@@ -59,19 +67,49 @@ impl Listeners {
         let mut sockets: HashMap<_, _> = fresh.into_iter().collect();
         for spec in specs {
             let name = spec.name.clone();
-            match (running.remove(&name), sockets.remove(&name)) {
-                (Some(existing), None) => {
+            let reusable = running
+                .remove(&name)
+                .filter(|r| r.address == spec.address && r.bound == spec.bind_to_port);
+            let listener = match reusable {
+                Some(existing) => {
                     existing.spec.store(Arc::new(spec));
-                    next.insert(name, existing);
+                    existing
                 }
-                (_, Some(socket)) => {
-                    next.insert(name, self.start(socket, spec));
-                }
-                (None, None) => unreachable!("every new listener was bound above"),
-            }
+                None => self.start(sockets.remove(&name), spec),
+            };
+            next.insert(name, listener);
         }
         *running = next; // dropping the rest stops them
+        let by_address = running
+            .values()
+            .map(|r| (r.address, r.spec.clone()))
+            .collect();
+        self.by_address.store(Arc::new(by_address));
         Ok(())
+    }
+
+    /// The listener for a connection originally sent to `destination`: the
+    /// one at exactly that address, else the wildcard one on its port (as
+    /// Envoy hands off from a `use_original_dst` listener).
+    pub fn for_destination(&self, destination: SocketAddr) -> Option<Arc<ListenerSpec>> {
+        let listeners = self.by_address.load();
+        let wildcard = SocketAddr::new(unspecified_like(destination.ip()), destination.port());
+        listeners
+            .get(&destination)
+            .or_else(|| listeners.get(&wildcard))
+            .map(|spec| spec.load_full())
+    }
+
+    /// Whether `destination` is a port this proxy itself listens on, at one
+    /// of its own addresses: connecting there would loop through the proxy.
+    pub fn is_own(&self, destination: SocketAddr, own_ip: IpAddr) -> bool {
+        let local = |ip: IpAddr| ip == own_ip || ip.is_loopback() || ip.is_unspecified();
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.values().filter(|r| r.bound).any(|r| {
+            r.address.port() == destination.port()
+                && (r.address.ip() == destination.ip()
+                    || (r.address.ip().is_unspecified() && local(destination.ip())))
+        })
     }
 
     pub fn rds_names(&self) -> Vec<String> {
@@ -96,10 +134,18 @@ impl Listeners {
             .collect()
     }
 
-    fn start(&self, socket: TcpListener, spec: ListenerSpec) -> Running {
+    fn start(&self, socket: Option<TcpListener>, spec: ListenerSpec) -> Running {
         let (stop, mut stopped) = watch::channel(false);
         let address = spec.address;
         let spec = Arc::new(ArcSwap::from_pointee(spec));
+        let Some(socket) = socket else {
+            return Running {
+                address,
+                spec,
+                bound: false,
+                stop,
+            };
+        };
         let state = self.state.clone();
         let shared_spec = spec.clone();
         let mut drain = self.state.upgrade().map(|s| s.drain.watch());
@@ -125,8 +171,16 @@ impl Listeners {
         Running {
             address,
             spec,
+            bound: true,
             stop,
         }
+    }
+}
+
+fn unspecified_like(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
     }
 }
 
@@ -147,3 +201,6 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(address)?;
     socket.listen(1024)
 }
+
+#[cfg(test)]
+mod tests;

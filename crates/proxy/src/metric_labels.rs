@@ -118,14 +118,20 @@ impl Service {
         })
     }
 
-    /// From Istio's cluster name `DIRECTION|PORT|SUBSET|HOST`.
+    /// From Istio's cluster name `DIRECTION|PORT|SUBSET|HOST`. A host that
+    /// is no Kubernetes Service (a ServiceEntry's) is its own name, as in
+    /// Istio; its namespace is not in the cluster name.
     pub fn from_cluster_name(cluster: &str) -> Option<Service> {
         let host = cluster.split('|').nth(3).filter(|h| !h.is_empty())?;
         let mut parts = host.split('.');
+        let (name, namespace) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(name), Some(namespace), Some("svc")) => (name, namespace),
+            _ => (host, UNKNOWN),
+        };
         Some(Service {
             host: host.to_string(),
-            name: parts.next().unwrap_or(UNKNOWN).to_string(),
-            namespace: parts.next().unwrap_or(UNKNOWN).to_string(),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
         })
     }
 }
@@ -190,6 +196,11 @@ mod tests {
             ("reviews", "default")
         );
         assert!(Service::from_cluster_name("inbound|9080||").is_none());
+        let external = Service::from_cluster_name("outbound|443||api.example.com").unwrap();
+        assert_eq!(
+            (external.name.as_str(), external.namespace.as_str()),
+            ("api.example.com", UNKNOWN)
+        );
         let workload =
             Workload::from_istio_metadata("reviews-v1;default;reviews;v1;Kubernetes", None)
                 .unwrap();

@@ -77,6 +77,7 @@ pub struct Metrics {
     durations: Family<RequestLabels, Histogram>,
     /// Access log lines lost because a writer fell behind.
     pub access_log_dropped: Counter,
+    pub tcp: crate::tcp_metrics::TcpMetrics,
 }
 
 impl Default for Metrics {
@@ -102,11 +103,13 @@ impl Default for Metrics {
             "Access log lines dropped because the log writer fell behind",
             access_log_dropped.clone(),
         );
+        let tcp = crate::tcp_metrics::TcpMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
             durations,
             access_log_dropped,
+            tcp,
         }
     }
 }

@@ -3,9 +3,13 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-/// Runs the data-plane proxy (sidecar) for one workload.
+/// Runs the data-plane proxy for one workload: a sidecar, or a gateway.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ProxyOptions {
+    /// The proxy's role, as Istio's `proxy sidecar` / `proxy router`: a
+    /// sidecar beside an app, or a gateway (router) serving Gateway servers.
+    #[arg(long = "type", value_enum, default_value_t = ProxyType::Sidecar, ignore_case = true)]
+    pub proxy_type: ProxyType,
     /// Control plane's TLS address for xDS and the CA (Istio's port 15012).
     #[arg(long, value_name = "HOST:PORT")]
     pub discovery_address: String,
@@ -38,7 +42,8 @@ pub struct ProxyOptions {
     /// The outbound HTTP proxy port the app sends its calls to.
     #[arg(long, default_value_t = 15001)]
     pub outbound_port: u16,
-    /// Admin port (config dump, readiness, stats).
+    /// Admin port (config dump, readiness, stats); on 127.0.0.1 under
+    /// REDIRECT interception, else on `--ip`.
     #[arg(long, default_value_t = 15000)]
     pub admin_port: u16,
     /// Prometheus port.
@@ -49,9 +54,38 @@ pub struct ProxyOptions {
     pub health_port: u16,
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
+    /// How the workload's traffic reaches the proxy: REDIRECT (iptables
+    /// capture to 15001/15006, as in a pod) or NONE (the app calls the
+    /// proxy explicitly; local mode).
+    #[arg(long, value_enum, default_value_t = InterceptionMode::None, ignore_case = true)]
+    pub interception_mode: InterceptionMode,
+    /// Where a gateway reads the certificates its Gateway servers name
+    /// (`credentialName`): `DIR/NAME/tls.crt` and `DIR/NAME/tls.key`.
+    #[arg(long, value_name = "DIR")]
+    pub credentials_dir: Option<PathBuf>,
+    /// Where the proxy runs, `region/zone/subzone`, for locality load
+    /// balancing (Istio's node locality); default: the control plane's
+    /// registry entry for `--ip`, if it has one.
+    #[arg(long, value_name = "REGION/ZONE/SUBZONE")]
+    pub locality: Option<String>,
     /// Worker threads (Istio's proxy `concurrency`); default: one per CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: Option<u16>,
+}
+
+/// Istio's `INTERCEPTION_MODE` values the proxy implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum InterceptionMode {
+    Redirect,
+    None,
+}
+
+/// Istio's proxy types; a router carries `router~` in its node id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyType {
+    Sidecar,
+    Router,
 }
 
 fn parse_pair<K: std::str::FromStr, V: std::str::FromStr>(raw: &str) -> Result<(K, V), String> {

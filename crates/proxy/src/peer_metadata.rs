@@ -140,6 +140,7 @@ mod tests {
             interception: Interception::None,
             app_ports: BTreeMap::from([(9080, 30000)]),
             outbound_port: 15001,
+            locality: String::new(),
         }
     }
 

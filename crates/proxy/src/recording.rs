@@ -18,6 +18,7 @@ use crate::access_log::{LogEntry, RequestHead};
 use crate::body::ProxyBody;
 use crate::cluster::Cluster;
 use crate::forward::Downstream;
+use crate::jwt::VerifiedJwt;
 use crate::listener::Direction;
 use crate::metrics::RequestLabels;
 use crate::response_flags::{Flag, ResponseFlags};
@@ -33,6 +34,8 @@ pub struct Exchange {
     pub cluster: Option<Arc<Cluster>>,
     /// The endpoint of the last attempt.
     pub upstream_host: Option<SocketAddr>,
+    /// The token the JWT filter verified (dynamic metadata for the log).
+    pub jwt: Option<VerifiedJwt>,
 }
 
 impl Exchange {
@@ -44,6 +47,7 @@ impl Exchange {
             route_name: None,
             cluster: None,
             upstream_host: None,
+            jwt: None,
         }
     }
 }
@@ -141,7 +145,7 @@ impl Recording {
             .map(ToString::to_string);
         let cluster = exchange.cluster.as_deref();
         let upstream_peer = cluster
-            .filter(|c| c.spec.tls.is_some() && self.downstream.direction == Direction::Outbound)
+            .filter(|c| c.is_mesh_tls() && self.downstream.direction == Direction::Outbound)
             .map(|_| exchange.labels.destination.principal.as_str());
         let no_headers = Vec::new();
         for (index, logger) in self.downstream.access_logs.iter().enumerate() {
@@ -152,6 +156,7 @@ impl Recording {
                 response_code: exchange.labels.response_code,
                 response_flags: exchange.labels.response_flags,
                 response_code_details: exchange.details,
+                connection_termination_details: None,
                 bytes_received: self.bytes_received.load(Ordering::Relaxed),
                 bytes_sent: self.bytes_sent,
                 upstream_host: exchange.upstream_host,
@@ -163,6 +168,7 @@ impl Recording {
                 route_name: exchange.route_name.as_deref(),
                 request_headers: self.request_headers.get(index).unwrap_or(&no_headers),
                 response_headers: self.response_headers.get(index).unwrap_or(&no_headers),
+                jwt: exchange.jwt.as_ref(),
             });
         }
     }

@@ -143,6 +143,8 @@ pub struct Forward {
     pub path_rewrite: Option<PathRewrite>,
     pub retry: Option<RetryPolicy>,
     pub mirrors: Vec<MirrorPolicy>,
+    /// The request's consistent-hash key, for RING_HASH and MAGLEV clusters.
+    pub hash_policy: Vec<crate::hash_policy::HashPolicy>,
 }
 
 /// One weighted cluster, with its own header operations.
@@ -367,7 +369,6 @@ impl Route {
 
 #[allow(deprecated)] // `cors` is deprecated but must still be rejected when set
 fn compile_forward(action: &xds::RouteAction) -> Result<Forward, Unsupported> {
-    reject_if(!action.hash_policy.is_empty(), "route.hash_policy")?;
     reject_if(action.cors.is_some(), "route.cors")?;
     reject_if(
         action.path_rewrite_policy.is_some(),
@@ -418,6 +419,11 @@ fn compile_forward(action: &xds::RouteAction) -> Result<Forward, Unsupported> {
             .request_mirror_policies
             .iter()
             .map(MirrorPolicy::compile)
+            .collect::<Result<_, _>>()?,
+        hash_policy: action
+            .hash_policy
+            .iter()
+            .map(crate::hash_policy::HashPolicy::compile)
             .collect::<Result<_, _>>()?,
     })
 }

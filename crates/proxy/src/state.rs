@@ -45,6 +45,8 @@ pub struct ProxyState {
     pub clusters: ArcSwap<ClusterMap>,
     pub routes: ArcSwap<RouteMap>,
     pub listeners: Listeners,
+    /// Gateway certificates (`credentialName`) read from files.
+    pub credentials: crate::gateway_tls::Credentials,
     /// Accepted resources by type and name, for config dumps.
     accepted: Mutex<BTreeMap<String, BTreeMap<String, Any>>>,
     /// Endpoints by cluster, kept across CDS updates that recreate a cluster.
@@ -70,6 +72,7 @@ impl ProxyState {
             clusters: ArcSwap::default(),
             routes: ArcSwap::default(),
             listeners: Listeners::new(state.clone()),
+            credentials: Default::default(),
             accepted: Mutex::default(),
             assignments: Mutex::default(),
             configured: watch::Sender::new((false, false)),
@@ -107,7 +110,7 @@ impl ProxyState {
                         {
                             cluster.set_endpoints(endpoints);
                         }
-                        Arc::new(cluster)
+                        Cluster::start(cluster)
                     }
                 };
                 (name, cluster)

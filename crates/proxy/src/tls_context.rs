@@ -1,5 +1,7 @@
 //! Envoy TLS transport sockets, as the mesh uses them: the workload's SDS
 //! certificate `default`, the mesh root `ROOTCA`, and SPIFFE SAN matchers.
+//! Upstream contexts without them originate TLS to a server outside the
+//! mesh (see tls_origination.rs).
 
 use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket::ConfigType};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
@@ -20,12 +22,41 @@ pub const ROOT_SECRET: &str = "ROOTCA";
 pub fn upstream(socket: &TransportSocket, alpn: &'static [u8]) -> Result<UpstreamTls, Unsupported> {
     let context: UpstreamTlsContext = decode(socket)?;
     let common = context.common_tls_context.unwrap_or_default();
+    if !is_mesh(&common) {
+        return Ok(UpstreamTls {
+            sni: context.sni,
+            peers: Vec::new(),
+            alpn,
+            origination: Some(crate::tls_origination::compile(&common)?),
+        });
+    }
     check_mesh_certificate(&common)?;
     Ok(UpstreamTls {
         sni: context.sni,
         peers: expected_peers(&common)?,
         alpn,
+        origination: None,
     })
+}
+
+/// Whether a context is the mesh's (the workload certificate or the mesh
+/// root over SDS) rather than a user's TLS origination.
+fn is_mesh(common: &CommonTlsContext) -> bool {
+    let mesh_root = match &common.validation_context_type {
+        Some(ValidationContextType::CombinedValidationContext(combined)) => combined
+            .validation_context_sds_secret_config
+            .as_ref()
+            .is_some_and(|sds| sds.name == ROOT_SECRET),
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(sds)) => {
+            sds.name == ROOT_SECRET
+        }
+        _ => false,
+    };
+    mesh_root
+        || common
+            .tls_certificate_sds_secret_configs
+            .iter()
+            .any(|sds| sds.name == WORKLOAD_SECRET)
 }
 
 /// Downstream mTLS with the workload certificate; client certificates are

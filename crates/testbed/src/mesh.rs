@@ -1,6 +1,7 @@
 //! `UpMesh`: a `trellis up` started for one test, read through its
 //! `up.json`, and stopped (with everything it started) when dropped.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 use tokio::sync::mpsc;
-use trellis_local::{UpState, WorkloadState, die_with_parent};
+use trellis_local::{GatewayState, UpState, WorkloadState, die_with_parent};
 
 use crate::address_range::address_range_for;
 use crate::http::{HttpClient, Reply};
@@ -36,6 +37,7 @@ pub struct UpMeshBuilder {
     test_name: String,
     files: Vec<PathBuf>,
     extra_args: Vec<String>,
+    netns: bool,
 }
 
 impl UpMeshBuilder {
@@ -43,6 +45,13 @@ impl UpMeshBuilder {
     /// runs the bundled Bookinfo.
     pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
         self.files.push(path.into());
+        self
+    }
+
+    /// Runs `up --netns` (root only): each workload in a network namespace
+    /// of its own, on a private range `up` picks, with real capture.
+    pub fn netns(mut self) -> Self {
+        self.netns = true;
         self
     }
 
@@ -69,9 +78,16 @@ impl UpMeshBuilder {
             .context("creating the test's temporary dir")?;
         let state_dir = root.path().join("state");
         let mut command = Command::new(&self.binary);
+        command.arg("up");
+        if self.netns {
+            // The proxies run as uid 1337 and must reach their tokens.
+            std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))
+                .context("opening the test's temporary dir to the proxies")?;
+            command.arg("--netns");
+        } else {
+            command.args(["--address-range", &address_range_for(&self.test_name)]);
+        }
         command
-            .arg("up")
-            .args(["--address-range", &address_range_for(&self.test_name)])
             .arg("--state-dir")
             .arg(&state_dir)
             .arg("--ca-dir")
@@ -181,6 +197,7 @@ impl UpMesh {
             test_name: test_name.to_owned(),
             files: Vec::new(),
             extra_args: Vec::new(),
+            netns: false,
         }
     }
 
@@ -198,6 +215,29 @@ impl UpMesh {
             Some(found) => found.url.clone(),
             None => panic!("no service {service} in up.json: {:?}", state.services),
         }
+    }
+
+    /// The ingress gateway `up` runs (Istio's `istio-ingressgateway`).
+    pub fn ingress_gateway(&self) -> &GatewayState {
+        let state = self.state();
+        state
+            .gateways
+            .iter()
+            .find(|g| g.name == "istio-ingressgateway")
+            .unwrap_or_else(|| panic!("no ingress gateway in up.json: {:?}", state.gateways))
+    }
+
+    /// The ingress gateway's base URL for a Gateway server `port`
+    /// (`http://ADDRESS:LISTEN_PORT`, the listen port differing for ports
+    /// below 1024), as recorded in `up.json`.
+    pub fn gateway_base_url(&self, port: u16) -> String {
+        let gateway = self.ingress_gateway();
+        let served = gateway
+            .ports
+            .iter()
+            .find(|p| p.port == port)
+            .unwrap_or_else(|| panic!("the gateway serves no port {port}: {:?}", gateway.ports));
+        format!("http://{}:{}", gateway.address, served.listen_port)
     }
 
     /// A workload by pod name (`reviews-v2-0`), or the first replica of a

@@ -29,10 +29,16 @@ pub const ISTIO_TEXT_FORMAT: &str = concat!(
 );
 
 /// The access logs every HTTP connection manager gets: one file logger
-/// when `file` is set, none when it is not.
-pub fn access_logs(file: Option<&str>) -> Vec<AccessLog> {
+/// when `file` is set, none when it is not. A custom `format` ends with a
+/// newline, as Istio makes sure.
+pub fn access_logs(file: Option<&str>, format: Option<&str>) -> Vec<AccessLog> {
     let Some(path) = file else {
         return Vec::new();
+    };
+    let format = match format {
+        Some(custom) if custom.ends_with('\n') => custom.to_string(),
+        Some(custom) => format!("{custom}\n"),
+        None => ISTIO_TEXT_FORMAT.to_string(),
     };
     let config = FileAccessLog {
         path: path.into(),
@@ -40,9 +46,7 @@ pub fn access_logs(file: Option<&str>) -> Vec<AccessLog> {
             SubstitutionFormatString {
                 format: Some(substitution_format_string::Format::TextFormatSource(
                     DataSource {
-                        specifier: Some(data_source::Specifier::InlineString(
-                            ISTIO_TEXT_FORMAT.into(),
-                        )),
+                        specifier: Some(data_source::Specifier::InlineString(format)),
                         ..Default::default()
                     },
                 )),

@@ -5,9 +5,13 @@
 
 mod access_log;
 mod build;
+mod capture;
+mod cluster_policy;
 mod clusters;
 mod endpoints;
+mod external;
 mod fault;
+mod gateway;
 mod listeners;
 mod names;
 mod retry_policy;
@@ -16,9 +20,13 @@ mod routes;
 mod security;
 
 use trellis_config::Snapshot;
+use trellis_xds::node::Interception;
+use trellis_xds::node::ProxyKind;
 use trellis_xds::{NodeInfo, ProxyResources};
 
 pub use access_log::{DEFAULT_ACCESS_LOG_FILE, ISTIO_TEXT_FORMAT};
+pub use capture::OutboundTrafficPolicy;
+pub use gateway::{UNPRIVILEGED_PORT_OFFSET, listen_port as gateway_listen_port};
 pub use names::{inbound_cluster_name, outbound_cluster_name};
 
 /// Mesh-wide choices that come from the control plane's settings (Istio's
@@ -28,6 +36,11 @@ pub struct MeshOptions {
     /// Where every HTTP connection manager writes its access log
     /// (`accessLogFile`); `None` turns access logging off.
     pub access_log_file: Option<String>,
+    /// The TEXT format of those logs (`accessLogFormat`); `None`: Istio's.
+    pub access_log_format: Option<String>,
+    /// Where capture-mode sidecars send traffic for destinations outside
+    /// the registry (`outboundTrafficPolicy.mode`).
+    pub outbound_traffic_policy: OutboundTrafficPolicy,
 }
 
 /// Istio's defaults: access logging is off unless the mesh config sets
@@ -36,6 +49,8 @@ impl Default for MeshOptions {
     fn default() -> Self {
         MeshOptions {
             access_log_file: None,
+            access_log_format: None,
+            outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
         }
     }
 }
@@ -48,18 +63,55 @@ pub fn translate(snapshot: &Snapshot, node: &NodeInfo) -> ProxyResources {
 
 /// [`translate`] with explicit mesh-wide options.
 pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) -> ProxyResources {
-    let access_logs = access_log::access_logs(mesh.access_log_file.as_deref());
-    let outbound = clusters::outbound(snapshot);
-    let endpoints = endpoints::for_clusters(snapshot, &outbound);
-    let inbound = listeners::inbound(snapshot, node, &access_logs);
+    let access_logs = access_log::access_logs(
+        mesh.access_log_file.as_deref(),
+        mesh.access_log_format.as_deref(),
+    );
+    let mut outbound = clusters::outbound(snapshot);
+    // ServiceEntries' exportTo; gateways sit in their own namespace too.
+    outbound.retain(|c| c.service.visible_from(&node.namespace));
+    let endpoints = endpoints::for_clusters(snapshot, node, &outbound);
+    if node.kind == ProxyKind::Router {
+        let gateway = gateway::gateway_resources(snapshot, node, &access_logs);
+        return ProxyResources {
+            listeners: gateway.listeners,
+            routes: gateway.routes,
+            clusters: outbound.into_iter().map(|c| c.cluster).collect(),
+            endpoints,
+        };
+    }
+    let (inbound, routes) = match node.interception {
+        Interception::None => (
+            listeners::inbound(snapshot, node, &access_logs),
+            vec![explicit_proxy_routes(snapshot, node, mesh)],
+        ),
+        Interception::Redirect => {
+            let capture = capture::sidecar(snapshot, node, mesh, &access_logs);
+            (capture.inbound, capture.routes)
+        }
+    };
     let mut clusters: Vec<_> = outbound.into_iter().map(|c| c.cluster).collect();
     clusters.extend(inbound.clusters);
     let mut listeners = inbound.listeners;
     listeners.extend(listeners::outbound(node, &access_logs));
     ProxyResources {
         listeners,
-        routes: vec![routes::http_proxy(snapshot, node)],
+        routes,
         clusters,
         endpoints,
     }
+}
+
+/// The explicit HTTP proxy's routes (local mode); under REGISTRY_ONLY a
+/// host outside the registry gets Istio's `block_all` 502, as with capture.
+fn explicit_proxy_routes(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    mesh: &MeshOptions,
+) -> envoy_types::pb::envoy::config::route::v3::RouteConfiguration {
+    let mut routes = routes::http_proxy(snapshot, node);
+    if mesh.outbound_traffic_policy == OutboundTrafficPolicy::RegistryOnly {
+        routes.virtual_hosts.push(capture::passthrough::block_all());
+    }
+    routes
 }

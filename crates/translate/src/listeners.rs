@@ -6,7 +6,7 @@
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
-use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::pb::envoy::config::core::v3::{TrafficDirection, TransportSocket};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
@@ -37,7 +37,8 @@ use crate::names::{HTTP_PROXY_ROUTE, VIRTUAL_OUTBOUND, inbound_cluster_name};
 use crate::security::{InboundMtls, inbound_mtls, rbac_filters};
 
 /// ALPN values the inbound mTLS chain accepts (what sidecars offer).
-const INBOUND_ALPN: [&str; 5] = ["istio-h2", "istio-http/1.1", "istio", "h2", "http/1.1"];
+pub(crate) const INBOUND_ALPN: [&str; 5] =
+    ["istio-h2", "istio-http/1.1", "istio", "h2", "http/1.1"];
 
 pub struct Inbound {
     pub listeners: Vec<Listener>,
@@ -98,7 +99,7 @@ pub fn inbound(snapshot: &Snapshot, node: &NodeInfo, access_logs: &[AccessLog]) 
 
 /// The Service whose target port this is (for metrics); empty if none or
 /// ambiguous, as Istio leaves it.
-fn serving_host(snapshot: &Snapshot, node: &NodeInfo, port: u16) -> String {
+pub(crate) fn serving_host(snapshot: &Snapshot, node: &NodeInfo, port: u16) -> String {
     let mut hosts = snapshot.registry.services().iter().filter(|service| {
         service.namespace == node.namespace
             && service.selects(&node.labels)
@@ -116,7 +117,7 @@ fn serving_host(snapshot: &Snapshot, node: &NodeInfo, port: u16) -> String {
     }
 }
 
-fn app_cluster(name: &str, node: &NodeInfo, app_port: u16) -> Cluster {
+pub(crate) fn app_cluster(name: &str, node: &NodeInfo, app_port: u16) -> Cluster {
     let endpoint = LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
             address: Some(socket_address(node.ip, app_port)),
@@ -141,11 +142,11 @@ fn app_cluster(name: &str, node: &NodeInfo, app_port: u16) -> Cluster {
 }
 
 /// What security policy asks of one inbound port.
-struct InboundPolicy<'a> {
-    mtls: InboundMtls,
+pub(crate) struct InboundPolicy<'a> {
+    pub mtls: InboundMtls,
     /// Run in order before the router.
-    rbac: &'a [HttpFilter],
-    access_logs: &'a [AccessLog],
+    pub rbac: &'a [HttpFilter],
+    pub access_logs: &'a [AccessLog],
 }
 
 fn inbound_listener(
@@ -154,11 +155,7 @@ fn inbound_listener(
     cluster: &str,
     policy: &InboundPolicy<'_>,
 ) -> Listener {
-    let tls = tls_socket(DownstreamTlsContext {
-        common_tls_context: Some(mesh_tls_context(&[], &INBOUND_ALPN)),
-        require_client_certificate: Some(BoolValue { value: true }),
-        ..Default::default()
-    });
+    let tls = mesh_mtls_socket();
     let chain = |transport: &str, socket| FilterChain {
         filter_chain_match: Some(FilterChainMatch {
             transport_protocol: transport.into(),
@@ -179,19 +176,36 @@ fn inbound_listener(
         name: format!("{}_{port}", node.ip),
         address: Some(socket_address(node.ip, port)),
         filter_chains,
-        listener_filters: vec![ListenerFilter {
-            name: "envoy.filters.listener.tls_inspector".into(),
-            config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
-                TlsInspector::default(),
-            ))),
-            ..Default::default()
-        }],
+        listener_filters: vec![tls_inspector()],
         traffic_direction: TrafficDirection::Inbound as i32,
         ..Default::default()
     }
 }
 
-fn inbound_hcm(port: u16, cluster: &str, policy: &InboundPolicy<'_>) -> HttpConnectionManager {
+/// Terminates mesh mTLS: the workload certificate, client certificates required.
+pub(crate) fn mesh_mtls_socket() -> TransportSocket {
+    tls_socket(DownstreamTlsContext {
+        common_tls_context: Some(mesh_tls_context(&[], &INBOUND_ALPN)),
+        require_client_certificate: Some(BoolValue { value: true }),
+        ..Default::default()
+    })
+}
+
+pub(crate) fn tls_inspector() -> ListenerFilter {
+    ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".into(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn inbound_hcm(
+    port: u16,
+    cluster: &str,
+    policy: &InboundPolicy<'_>,
+) -> HttpConnectionManager {
     let route = Route {
         name: "default".into(),
         r#match: Some(RouteMatch {
@@ -235,7 +249,7 @@ fn inbound_hcm(port: u16, cluster: &str, policy: &InboundPolicy<'_>) -> HttpConn
     }
 }
 
-fn hcm_filter(hcm: HttpConnectionManager) -> Filter {
+pub(crate) fn hcm_filter(hcm: HttpConnectionManager) -> Filter {
     Filter {
         name: "envoy.filters.network.http_connection_manager".into(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),

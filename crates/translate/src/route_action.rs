@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, RedirectAction, Route, RouteAction, WeightedCluster,
     redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier},
     route::Action,
-    route_action::{ClusterSpecifier, HostRewriteSpecifier, RequestMirrorPolicy},
+    route_action::{ClusterSpecifier, HashPolicy, HostRewriteSpecifier, RequestMirrorPolicy},
     weighted_cluster::ClusterWeight,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatchAndSubstitute, RegexMatcher};
@@ -21,9 +21,10 @@ use trellis_api::{
     Destination, HeaderOperations, Headers, HttpDirectResponse, HttpRedirect, HttpRoute,
     RedirectPortSelection, Resource, VirtualService,
 };
-use trellis_config::Snapshot;
+use trellis_config::{MeshService, Snapshot};
 
 use crate::build::{duration, uint32};
+use crate::cluster_policy::route_hash_policy;
 use crate::fault::fractional_percent;
 use crate::names::outbound_cluster_name;
 
@@ -125,6 +126,7 @@ fn forward_action(
         timeout: Some(duration(timeout)),
         retry_policy: crate::retry_policy::retry_policy(rule.retries.as_ref()),
         request_mirror_policies: mirror_policies(snapshot, vs, rule, port),
+        hash_policy: hash_policies(snapshot, vs, rule, port),
         ..Default::default()
     };
     apply_rewrite(&mut action, rule);
@@ -142,6 +144,17 @@ fn cluster_for(
     destination: &Destination,
     port: Option<u16>,
 ) -> Option<String> {
+    let (target, target_port, subset) = resolve(snapshot, vs, destination, port)?;
+    Some(outbound_cluster_name(target_port, subset, &target.hostname))
+}
+
+/// The Service, port and subset (maybe empty) a destination names.
+fn resolve<'a>(
+    snapshot: &'a Snapshot,
+    vs: &Resource<VirtualService>,
+    destination: &'a Destination,
+    port: Option<u16>,
+) -> Option<(&'a MeshService, u16, &'a str)> {
     let target = snapshot
         .registry
         .service_by_host(&destination.host, vs.namespace())?;
@@ -150,8 +163,34 @@ fn cluster_for(
         .map(|p| p.number as u16)
         .or_else(|| (target.ports.len() == 1).then(|| target.ports[0].port))
         .or(port)?;
-    let subset = destination.subset.as_deref().unwrap_or("");
-    Some(outbound_cluster_name(target_port, subset, &target.hostname))
+    Some((
+        target,
+        target_port,
+        destination.subset.as_deref().unwrap_or(""),
+    ))
+}
+
+/// The consistent-hash key of the rule's destinations' DestinationRules.
+/// A request is hashed before its weighted destination is known, so the
+/// route carries a key only when every destination agrees on it.
+fn hash_policies(
+    snapshot: &Snapshot,
+    vs: &Resource<VirtualService>,
+    rule: &HttpRoute,
+    port: Option<u16>,
+) -> Vec<HashPolicy> {
+    let mut policies = rule.route.iter().map(|d| {
+        let (service, port, subset) = resolve(snapshot, vs, &d.destination, port)?;
+        route_hash_policy(snapshot, service, port, subset)
+    });
+    let Some(Some(first)) = policies.next() else {
+        return Vec::new();
+    };
+    if policies.all(|p| p.as_ref() == Some(&first)) {
+        vec![first]
+    } else {
+        Vec::new()
+    }
 }
 
 fn apply_rewrite(action: &mut RouteAction, rule: &HttpRoute) {

@@ -25,7 +25,8 @@ use crate::route_action::route_template;
 /// every Service, keyed by the names a client may use for it.
 pub fn http_proxy(snapshot: &Snapshot, node: &NodeInfo) -> RouteConfiguration {
     let mut virtual_hosts = Vec::new();
-    for service in snapshot.registry.services() {
+    let visible = snapshot.registry.services().iter();
+    for service in visible.filter(|s| s.visible_from(&node.namespace)) {
         for port in service.ports.iter().filter(|p| is_http(p)) {
             virtual_hosts.push(virtual_host(snapshot, node, service, port));
         }
@@ -57,9 +58,9 @@ fn virtual_host(
             .spec
             .http
             .iter()
-            .flat_map(|rule| envoy_routes(snapshot, node, vs, rule, Some(port.port)))
+            .flat_map(|rule| envoy_routes(snapshot, node, vs, rule, Some(port.port), any_gateway))
             .collect(),
-        None => vec![default_route(service, port.port)],
+        None => vec![default_route(snapshot, service, port.port)],
     };
     VirtualHost {
         name: format!("{}:{}", service.hostname, port.port),
@@ -72,12 +73,16 @@ fn virtual_host(
 
 /// Every way a client in the mesh may write this host and port.
 fn domains(service: &MeshService, port: u16) -> Vec<String> {
-    let names = [
-        service.hostname.clone(),
-        format!("{}.{}.svc", service.name, service.namespace),
-        format!("{}.{}", service.name, service.namespace),
-        service.name.clone(),
-    ];
+    // A ServiceEntry host has no short names.
+    let names = match service.entry {
+        Some(_) => vec![service.hostname.clone()],
+        None => vec![
+            service.hostname.clone(),
+            format!("{}.{}.svc", service.name, service.namespace),
+            format!("{}.{}", service.name, service.namespace),
+            service.name.clone(),
+        ],
+    };
     let mut domains: Vec<String> = names.iter().map(|n| format!("{n}:{port}")).collect();
     if port == 80 {
         domains.extend(names);
@@ -108,7 +113,7 @@ fn non_service_hosts(snapshot: &Snapshot, node: &NodeInfo) -> Vec<VirtualHost> {
                 .spec
                 .http
                 .iter()
-                .flat_map(|rule| envoy_routes(snapshot, node, vs, rule, None));
+                .flat_map(|rule| envoy_routes(snapshot, node, vs, rule, None, any_gateway));
             virtual_hosts.push(VirtualHost {
                 name: host.clone(),
                 domains: vec![host.clone(), format!("{host}:*")],
@@ -143,7 +148,7 @@ fn virtual_service_for<'a>(
 }
 
 /// Everything to the whole Service, with Istio's default retries.
-fn default_route(service: &MeshService, port: u16) -> Route {
+fn default_route(snapshot: &Snapshot, service: &MeshService, port: u16) -> Route {
     Route {
         name: "default".into(),
         r#match: Some(prefix_match("/")),
@@ -155,20 +160,31 @@ fn default_route(service: &MeshService, port: u16) -> Route {
             ))),
             timeout: Some(duration(std::time::Duration::ZERO)),
             retry_policy: crate::retry_policy::retry_policy(None),
+            hash_policy: crate::cluster_policy::route_hash_policy(snapshot, service, port, "")
+                .into_iter()
+                .collect(),
             ..Default::default()
         })),
         ..Default::default()
     }
 }
 
+/// Sidecars do not filter match conditions by their `gateways`.
+fn any_gateway(_: &HttpMatchRequest) -> bool {
+    true
+}
+
 /// One Envoy route per match condition of a rule (Istio ORs them), all
 /// with the rule's action; a rule without matches catches everything.
-fn envoy_routes(
+/// `bound` decides which conditions apply to the proxy at hand by their
+/// `gateways` (a gateway passes only those naming it, or none).
+pub(crate) fn envoy_routes(
     snapshot: &Snapshot,
     node: &NodeInfo,
     vs: &Resource<VirtualService>,
     rule: &HttpRoute,
     port: Option<u16>,
+    bound: impl Fn(&HttpMatchRequest) -> bool,
 ) -> Vec<Route> {
     let Some(template) = route_template(snapshot, vs, rule, port) else {
         return Vec::new();
@@ -179,7 +195,7 @@ fn envoy_routes(
     } else {
         rule.r#match
             .iter()
-            .filter(|m| applies(m, node, port))
+            .filter(|m| bound(m) && applies(m, node, port))
             .map(route_match)
             .collect()
     };
@@ -207,7 +223,7 @@ fn applies(m: &HttpMatchRequest, node: &NodeInfo, port: Option<u16>) -> bool {
             .is_none_or(|ns| *ns == node.namespace)
 }
 
-fn prefix_match(prefix: &str) -> RouteMatch {
+pub(crate) fn prefix_match(prefix: &str) -> RouteMatch {
     RouteMatch {
         path_specifier: Some(PathSpecifier::Prefix(prefix.into())),
         ..Default::default()

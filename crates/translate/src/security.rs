@@ -1,29 +1,53 @@
 //! Security policy for a sidecar's inbound side, as Istio's pilot emits it:
-//! which transports each inbound port accepts (PeerAuthentication) and the
-//! RBAC filters of its HTTP connection manager (AuthorizationPolicy).
+//! which transports each inbound port accepts (PeerAuthentication), and the
+//! JWT filter (RequestAuthentication) then RBAC filters
+//! (AuthorizationPolicy) of its HTTP connection manager.
 //!
 //! Decisions where Istio leaves room:
 //! - Istio picks the oldest of several policies at the same level; snapshots
 //!   carry no creation time, so the first by name wins.
 //! - AuthorizationPolicies with `targetRef(s)` select gateways and waypoints,
 //!   never sidecars, and are skipped here.
-//! - Rules that need what this proxy cannot check (JWT fields, CUSTOM
-//!   authorizers, `serviceAccounts`, `connection.sni`, experimental keys,
+//! - Rules that need what this proxy cannot check (CUSTOM
+//!   authorizers, `serviceAccounts`, `connection.sni` on HTTP ports, experimental keys,
 //!   path templates) fail closed: an ALLOW or AUDIT rule is dropped (it can
 //!   only grant less), a DENY or CUSTOM rule denies every request it could
 //!   have matched, so the whole selected workload. Each is logged.
 
+mod jwt;
 mod mtls;
 mod rbac;
 mod values;
 
 pub use mtls::{InboundMtls, inbound_mtls};
-pub use rbac::rbac_filters;
+
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+use trellis_config::Snapshot;
 
 use std::collections::BTreeMap;
 
 use trellis_api::{ROOT_NAMESPACE, WorkloadSelector};
 use trellis_xds::NodeInfo;
+
+/// The authentication and authorization filters `node`'s inbound
+/// connection managers run before the router, in order: the JWT filter
+/// (RequestAuthentication), then the RBAC filters (AuthorizationPolicy),
+/// which read what the JWT filter verified.
+pub fn rbac_filters(snapshot: &Snapshot, node: &NodeInfo) -> Vec<HttpFilter> {
+    jwt::jwt_filter(snapshot, node)
+        .into_iter()
+        .chain(rbac::rbac_filters(snapshot, node))
+        .collect()
+}
+
+/// The network RBAC filters (AuthorizationPolicy on connections) that
+/// `node`'s inbound TCP chains run before tcp_proxy.
+pub fn network_rbac_filters(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+) -> Vec<envoy_types::pb::envoy::config::listener::v3::Filter> {
+    rbac::network_rbac_filters(snapshot, node)
+}
 
 /// Whether a policy's selector picks `node` (no selector: every workload of
 /// the policy's scope).

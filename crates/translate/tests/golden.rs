@@ -56,6 +56,7 @@ fn sidecar(workload: &str, ip: &str, app: &str, version: &str, account: &str) ->
         interception: Interception::None,
         app_ports: [(9080, 20000)].into(),
         outbound_port: 15001,
+        locality: String::new(),
     }
 }
 
@@ -137,6 +138,7 @@ fn reviews_v2_with_jason_header_route() {
     // With access logging on (mesh config `accessLogFile`), as `trellis up` runs.
     let mesh = trellis_translate::MeshOptions {
         access_log_file: Some(trellis_translate::DEFAULT_ACCESS_LOG_FILE.into()),
+        ..Default::default()
     };
     let resources = trellis_translate::translate_with(&snapshot(&networking), &node, &mesh);
     check("reviews-v2-jason-v2-v3", as_json(&resources));
@@ -171,5 +173,127 @@ fn a_virtual_service_host_that_is_no_service_gets_its_own_virtual_host() {
     assert_eq!(
         json["route"]["cluster"],
         "outbound|9080||ratings.default.svc.cluster.local"
+    );
+}
+
+/// Istio's ingress gateway (`trellis proxy --type router`) in local mode.
+fn ingress_gateway() -> NodeInfo {
+    NodeInfo {
+        kind: ProxyKind::Router,
+        ip: "127.10.0.9".parse().unwrap(),
+        pod_name: "istio-ingressgateway-0".into(),
+        namespace: "istio-system".into(),
+        service_account: "istio-ingressgateway-service-account".into(),
+        workload_name: "istio-ingressgateway".into(),
+        labels: [
+            ("app".to_string(), "istio-ingressgateway".to_string()),
+            ("istio".to_string(), "ingressgateway".to_string()),
+        ]
+        .into(),
+        interception: Interception::None,
+        app_ports: Default::default(),
+        outbound_port: 15001,
+        locality: String::new(),
+    }
+}
+
+#[test]
+fn ingress_gateway_with_bookinfo_gateway() {
+    let networking = [
+        "bookinfo-gateway.yaml",
+        "destination-rule-all.yaml",
+        "virtual-service-reviews-90-10.yaml",
+    ];
+    check(
+        "ingress-gateway-bookinfo",
+        translated(&networking, &ingress_gateway()),
+    );
+}
+
+/// Bookinfo with networking from one of testdata's files.
+fn with_testdata(file: &str) -> Snapshot {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let outcome = trellis_api::parse_yaml(&path, &text);
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    let mut resources = snapshot(&[]).resources.clone();
+    resources.extend(outcome.resources.into_iter().map(Arc::new));
+    Snapshot::new(2, resources)
+}
+
+/// A DestinationRule's traffic policy as productpage's sidecar gets it:
+/// the clusters and outbound virtual hosts of `hosts` only.
+fn traffic_policy_golden(name: &str, hosts: &[&str]) {
+    let resources =
+        trellis_translate::translate(&with_testdata(&format!("{name}.yaml")), &productpage());
+    let fqdn = |host: &str| format!("{host}.default.svc.cluster.local");
+    let clusters: Vec<_> = resources
+        .clusters
+        .iter()
+        .filter(|c| {
+            hosts
+                .iter()
+                .any(|h| c.name.ends_with(&format!("|{}", fqdn(h))))
+        })
+        .map(|c| json::message_to_json(c).unwrap())
+        .collect();
+    let virtual_hosts: Vec<_> = resources
+        .routes
+        .iter()
+        .flat_map(|r| &r.virtual_hosts)
+        .filter(|v| {
+            hosts
+                .iter()
+                .any(|h| v.name.starts_with(&format!("{}:", fqdn(h))))
+        })
+        .map(|v| json::message_to_json(v).unwrap())
+        .collect();
+    let dump = serde_json::json!({ "clusters": clusters, "virtual_hosts": virtual_hosts });
+    check(name, serde_json::to_string_pretty(&dump).unwrap() + "\n");
+}
+
+#[test]
+fn circuit_breaking_connection_pools() {
+    traffic_policy_golden("circuit-breaking", &["reviews"]);
+}
+
+#[test]
+fn outlier_detection() {
+    traffic_policy_golden("outlier-detection", &["reviews"]);
+}
+
+#[test]
+fn load_balancers_and_route_hash_policies() {
+    traffic_policy_golden("load-balancer", &["reviews", "ratings", "details"]);
+}
+
+/// Locality failover and distribution: the helloworld clusters and their
+/// endpoints as a sidecar in region1/zone1 gets them.
+#[test]
+fn locality_priorities_and_weights() {
+    let node = NodeInfo {
+        locality: "region1/zone1".into(),
+        ..productpage()
+    };
+    let resources = trellis_translate::translate(&with_testdata("locality.yaml"), &node);
+    let hello = |name: &str| name.ends_with("|helloworld.default.svc.cluster.local");
+    let clusters: Vec<_> = resources
+        .clusters
+        .iter()
+        .filter(|c| hello(&c.name))
+        .map(|c| json::message_to_json(c).unwrap())
+        .collect();
+    let endpoints: Vec<_> = resources
+        .endpoints
+        .iter()
+        .filter(|e| hello(&e.cluster_name))
+        .map(|e| json::message_to_json(e).unwrap())
+        .collect();
+    let dump = serde_json::json!({ "clusters": clusters, "endpoints": endpoints });
+    check(
+        "locality",
+        serde_json::to_string_pretty(&dump).unwrap() + "\n",
     );
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 
 const NAMESPACE: &str = "NAMESPACE";
@@ -51,6 +51,9 @@ pub struct NodeInfo {
     pub app_ports: BTreeMap<u16, u16>,
     /// Port of the outbound listener (15001 as in Istio).
     pub outbound_port: u16,
+    /// Where the proxy runs, `region/zone/subzone` (Envoy's `Node.locality`);
+    /// empty when unknown.
+    pub locality: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -103,8 +106,15 @@ impl NodeInfo {
             OUTBOUND_PORT,
             Kind::StringValue(self.outbound_port.to_string()),
         );
+        let mut locality = self.locality.splitn(3, '/').map(str::to_string);
+        let locality = (!self.locality.is_empty()).then(|| Locality {
+            region: locality.next().unwrap_or_default(),
+            zone: locality.next().unwrap_or_default(),
+            sub_zone: locality.next().unwrap_or_default(),
+        });
         Node {
             id: self.node_id(),
+            locality,
             cluster: format!("{}.{}", self.workload_name, self.namespace),
             metadata: Some(Struct { fields }),
             user_agent_name: "trellis".into(),
@@ -154,6 +164,12 @@ impl NodeInfo {
             interception,
             app_ports,
             outbound_port,
+            locality: node.locality.as_ref().map_or_else(String::new, |l| {
+                [l.region.as_str(), l.zone.as_str(), l.sub_zone.as_str()]
+                    .join("/")
+                    .trim_end_matches('/')
+                    .to_string()
+            }),
         })
     }
 }
@@ -213,6 +229,7 @@ mod tests {
             interception: Interception::None,
             app_ports: [(9080, 34567)].into(),
             outbound_port: 15001,
+            locality: "us-east/us-east-1a/rack7".into(),
         }
     }
 

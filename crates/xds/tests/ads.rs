@@ -104,6 +104,7 @@ fn node() -> NodeInfo {
         interception: Interception::None,
         app_ports: BTreeMap::new(),
         outbound_port: 15001,
+        locality: String::new(),
     }
 }
 

@@ -102,6 +102,7 @@ fn node() -> NodeInfo {
         interception: Interception::None,
         app_ports: Default::default(),
         outbound_port: 15001,
+        locality: String::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::PortSelector;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct DestinationRule {
     pub host: String,
     pub traffic_policy: Option<TrafficPolicy>,
@@ -18,7 +18,7 @@ pub struct DestinationRule {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Subset {
     pub name: String,
     pub labels: BTreeMap<String, String>,
@@ -26,13 +26,13 @@ pub struct Subset {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct WorkloadSelector {
     pub match_labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct TrafficPolicy {
     pub load_balancer: Option<LoadBalancerSettings>,
     pub connection_pool: Option<ConnectionPoolSettings>,
@@ -44,7 +44,7 @@ pub struct TrafficPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct PortTrafficPolicy {
     pub port: Option<PortSelector>,
     pub load_balancer: Option<LoadBalancerSettings>,
@@ -55,7 +55,7 @@ pub struct PortTrafficPolicy {
 
 /// `simple` and `consistentHash` are a oneof; validation rejects both.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct LoadBalancerSettings {
     pub simple: Option<SimpleLb>,
     pub consistent_hash: Option<ConsistentHashLb>,
@@ -78,7 +78,7 @@ pub enum SimpleLb {
 /// The hash key (`httpHeaderName`, `httpCookie`, `useSourceIp`,
 /// `httpQueryParameterName`) is a oneof, as is `ringHash` vs `maglev`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ConsistentHashLb {
     pub http_header_name: Option<String>,
     pub http_cookie: Option<HttpCookie>,
@@ -91,7 +91,7 @@ pub struct ConsistentHashLb {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpCookie {
     pub name: String,
     pub path: Option<String>,
@@ -100,26 +100,26 @@ pub struct HttpCookie {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpCookieAttribute {
     pub name: String,
     pub value: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct RingHash {
     pub minimum_ring_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Maglev {
     pub table_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct LocalityLbSetting {
     pub distribute: Vec<LocalityDistribute>,
     pub failover: Vec<LocalityFailover>,
@@ -128,21 +128,21 @@ pub struct LocalityLbSetting {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct LocalityDistribute {
     pub from: String,
     pub to: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct LocalityFailover {
     pub from: String,
     pub to: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct WarmupConfiguration {
     pub duration: Option<String>,
     pub minimum_percent: Option<f64>,
@@ -150,14 +150,14 @@ pub struct WarmupConfiguration {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ConnectionPoolSettings {
     pub tcp: Option<TcpSettings>,
     pub http: Option<HttpSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct TcpSettings {
     pub max_connections: Option<i32>,
     pub connect_timeout: Option<String>,
@@ -167,7 +167,7 @@ pub struct TcpSettings {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct TcpKeepalive {
     pub probes: Option<u32>,
     pub time: Option<String>,
@@ -175,7 +175,7 @@ pub struct TcpKeepalive {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpSettings {
     #[serde(rename = "http1MaxPendingRequests")]
     pub http1_max_pending_requests: Option<i32>,
@@ -199,7 +199,7 @@ pub enum H2UpgradePolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct OutlierDetection {
     pub split_external_local_origin_errors: bool,
     pub consecutive_local_origin_failures: Option<u32>,
@@ -215,7 +215,7 @@ pub struct OutlierDetection {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ClientTlsSettings {
     pub mode: TlsMode,
     pub client_certificate: Option<String>,
@@ -241,7 +241,7 @@ pub enum TlsMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct TunnelSettings {
     pub protocol: Option<String>,
     pub target_host: String,
@@ -249,7 +249,7 @@ pub struct TunnelSettings {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ProxyProtocol {
     pub version: Option<ProxyProtocolVersion>,
 }

@@ -1,13 +1,13 @@
 //! `Gateway` (networking.istio.io v1, v1beta1, v1alpha3): the servers a
 //! gateway workload exposes. The whole documented schema; unknown fields are
-//! errors, as Istio rejects them.
+//! warnings.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Gateway {
     pub servers: Vec<Server>,
     /// Labels of the gateway workloads (pods) this configuration applies to.
@@ -15,7 +15,7 @@ pub struct Gateway {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Server {
     pub port: Option<Port>,
     /// An IP address or `unix://` socket path the listener binds to.
@@ -29,7 +29,7 @@ pub struct Server {
 
 /// A port of a gateway server.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Port {
     pub number: u32,
     /// HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, TCP, TLS (case-insensitive).
@@ -40,7 +40,7 @@ pub struct Port {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ServerTlsSettings {
     pub https_redirect: bool,
     pub mode: ServerTlsMode,
@@ -61,7 +61,7 @@ pub struct ServerTlsSettings {
 
 /// One certificate of a server that presents several (e.g. RSA and ECDSA).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct TlsCertificate {
     pub server_certificate: Option<String>,
     pub private_key: Option<String>,
@@ -107,4 +107,17 @@ pub enum TlsProtocolVersion {
     V1_2,
     #[serde(rename = "TLSV1_3")]
     V1_3,
+}
+
+impl TlsProtocolVersion {
+    /// The name in Istio's YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsProtocolVersion::Auto => "TLS_AUTO",
+            TlsProtocolVersion::V1_0 => "TLSV1_0",
+            TlsProtocolVersion::V1_1 => "TLSV1_1",
+            TlsProtocolVersion::V1_2 => "TLSV1_2",
+            TlsProtocolVersion::V1_3 => "TLSV1_3",
+        }
+    }
 }

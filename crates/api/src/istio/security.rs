@@ -1,7 +1,8 @@
 //! Istio security resources (security.istio.io v1 and v1beta1):
-//! `PeerAuthentication` (which mTLS mode a workload's inbound ports accept)
-//! and `AuthorizationPolicy` (who may call what). The whole documented
-//! schemas; unknown fields are errors, as Istio rejects them.
+//! `PeerAuthentication` (which mTLS mode a workload's inbound ports accept),
+//! `RequestAuthentication` (which end-user JWTs a workload accepts) and
+//! `AuthorizationPolicy` (who may call what). The whole documented
+//! schemas; unknown fields are warnings.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ pub const SECURITY_API_VERSIONS: [&str; 2] = ["security.istio.io/v1", "security.
 pub const ROOT_NAMESPACE: &str = "istio-system";
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct PeerAuthentication {
     /// Absent or empty: the policy covers its whole namespace (or, in the
     /// root namespace, the whole mesh).
@@ -28,7 +29,7 @@ pub struct PeerAuthentication {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct PeerMtls {
     pub mode: MtlsMode,
 }
@@ -44,8 +45,58 @@ pub enum MtlsMode {
     Strict,
 }
 
+/// End-user authentication: the JWTs a workload accepts. A request without
+/// a token passes (an AuthorizationPolicy can require one); a request with
+/// a token that no rule verifies is refused with 401.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RequestAuthentication {
+    pub selector: Option<WorkloadSelector>,
+    pub target_ref: Option<PolicyTargetReference>,
+    pub target_refs: Vec<PolicyTargetReference>,
+    pub jwt_rules: Vec<JwtRule>,
+}
+
+/// One accepted issuer: where its keys are and where its tokens are read.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct JwtRule {
+    pub issuer: String,
+    /// A token must name one of these in `aud`; empty: `aud` is not checked.
+    pub audiences: Vec<String>,
+    pub jwks_uri: String,
+    /// The JWKS itself, as a JSON string.
+    pub jwks: String,
+    /// None of `fromHeaders`, `fromParams`, `fromCookies`: the token is
+    /// read from `Authorization: Bearer` and the `access_token` parameter.
+    pub from_headers: Vec<JwtHeader>,
+    pub from_params: Vec<String>,
+    pub from_cookies: Vec<String>,
+    /// A header to receive the verified payload (base64url).
+    pub output_payload_to_header: String,
+    pub forward_original_token: bool,
+    pub output_claim_to_headers: Vec<ClaimToHeader>,
+    /// How long fetching `jwksUri` may take (a duration string).
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct JwtHeader {
+    pub name: String,
+    /// e.g. `"Bearer "`: stripped from the value; a value without it holds no token.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClaimToHeader {
+    pub header: String,
+    pub claim: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct AuthorizationPolicy {
     pub selector: Option<WorkloadSelector>,
     pub target_ref: Option<PolicyTargetReference>,
@@ -58,7 +109,7 @@ pub struct AuthorizationPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct PolicyTargetReference {
     pub group: String,
     pub kind: String,
@@ -88,14 +139,14 @@ impl AuthorizationAction {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ExtensionProvider {
     pub name: String,
 }
 
 /// Matches when every written part matches: any `from`, any `to`, all `when`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Rule {
     pub from: Vec<RuleFrom>,
     pub to: Vec<RuleTo>,
@@ -103,20 +154,20 @@ pub struct Rule {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct RuleFrom {
     pub source: Option<Source>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct RuleTo {
     pub operation: Option<Operation>,
 }
 
 /// Who calls. Within a field values are alternatives; fields are all required.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Source {
     pub principals: Vec<String>,
     pub not_principals: Vec<String>,
@@ -154,7 +205,7 @@ impl Source {
 
 /// What is called. Within a field values are alternatives; fields are all required.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Operation {
     pub hosts: Vec<String>,
     pub not_hosts: Vec<String>,
@@ -185,7 +236,7 @@ impl Operation {
 
 /// `key` is one of Istio's attribute names, e.g. `request.headers[x-user]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Condition {
     pub key: String,
     pub values: Vec<String>,

@@ -1,6 +1,6 @@
 //! `ServiceEntry` (networking.istio.io v1, v1beta1, v1alpha3): services the
 //! mesh's registry does not discover by itself, such as external APIs. The
-//! whole documented schema; unknown fields are errors, as Istio rejects them.
+//! whole documented schema; unknown fields are warnings.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::WorkloadEntry;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ServiceEntry {
     pub hosts: Vec<String>,
     /// Virtual IPs or CIDR blocks of the service.
@@ -26,7 +26,7 @@ pub struct ServiceEntry {
 /// A port of a ServiceEntry (Istio's `ServicePort`, renamed here so that it
 /// does not clash with the Kubernetes Service port).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ServiceEntryPort {
     pub number: u32,
     pub protocol: Option<String>,
@@ -56,7 +56,7 @@ pub enum ServiceEntryResolution {
 /// Istio's networking `WorkloadSelector`, written `labels:` (used by
 /// ServiceEntry and Sidecar; the security kinds' selector is `matchLabels:`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct WorkloadLabels {
     pub labels: BTreeMap<String, String>,
 }

@@ -1,13 +1,13 @@
 //! `Sidecar` (networking.istio.io v1, v1beta1, v1alpha3): which ports a
 //! workload's sidecar accepts and which services it can reach. The whole
-//! documented schema; unknown fields are errors, as Istio rejects them.
+//! documented schema; unknown fields are warnings.
 
 use serde::Deserialize;
 
 use super::{ConnectionPoolSettings, Destination, ServerTlsSettings, WorkloadLabels};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Sidecar {
     pub workload_selector: Option<WorkloadLabels>,
     pub ingress: Vec<IstioIngressListener>,
@@ -17,7 +17,7 @@ pub struct Sidecar {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct IstioIngressListener {
     pub port: Option<SidecarPort>,
     pub bind: Option<String>,
@@ -29,7 +29,7 @@ pub struct IstioIngressListener {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct IstioEgressListener {
     /// Absent on the catch-all listener, which must come last.
     pub port: Option<SidecarPort>,
@@ -40,7 +40,7 @@ pub struct IstioEgressListener {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct SidecarPort {
     pub number: u32,
     pub protocol: String,
@@ -59,7 +59,7 @@ pub enum CaptureMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct OutboundTrafficPolicy {
     pub mode: OutboundTrafficMode,
     pub egress_proxy: Option<Destination>,

@@ -28,7 +28,6 @@ impl StringMatch {
 
 /// The oneof as written, before checking that at most one field is set.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct StringMatchFields {
     exact: Option<String>,
     prefix: Option<String>,

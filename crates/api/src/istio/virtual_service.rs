@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{Destination, Percent, StringMatch};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct VirtualService {
     pub hosts: Vec<String>,
     pub gateways: Vec<String>,
@@ -20,7 +20,7 @@ pub struct VirtualService {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpRoute {
     pub name: Option<String>,
     #[serde(rename = "match")]
@@ -44,7 +44,7 @@ pub struct HttpRoute {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpMatchRequest {
     pub name: Option<String>,
     pub uri: Option<StringMatch>,
@@ -66,7 +66,7 @@ pub struct HttpMatchRequest {
 /// a validation error naming the field, not a parse error. With a single
 /// destination, a weight of 0 means 100.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpRouteDestination {
     pub destination: Destination,
     pub weight: i32,
@@ -74,14 +74,14 @@ pub struct HttpRouteDestination {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Headers {
     pub request: Option<HeaderOperations>,
     pub response: Option<HeaderOperations>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HeaderOperations {
     pub set: BTreeMap<String, String>,
     pub add: BTreeMap<String, String>,
@@ -90,7 +90,7 @@ pub struct HeaderOperations {
 
 /// `port` and `derivePort` are a oneof; validation rejects both.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpRedirect {
     pub uri: Option<String>,
     pub authority: Option<String>,
@@ -109,7 +109,7 @@ pub enum RedirectPortSelection {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpDirectResponse {
     pub status: u32,
     pub body: Option<HttpBody>,
@@ -117,21 +117,21 @@ pub struct HttpDirectResponse {
 
 /// `string` and `bytes` (base64) are a oneof; validation rejects both.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpBody {
     pub string: Option<String>,
     pub bytes: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Delegate {
     pub name: String,
     pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpRewrite {
     pub uri: Option<String>,
     pub authority: Option<String>,
@@ -139,7 +139,7 @@ pub struct HttpRewrite {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct RegexRewrite {
     #[serde(rename = "match")]
     pub r#match: String,
@@ -147,7 +147,7 @@ pub struct RegexRewrite {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpRetry {
     pub attempts: i32,
     pub per_try_timeout: Option<String>,
@@ -158,7 +158,7 @@ pub struct HttpRetry {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpFaultInjection {
     pub delay: Option<FaultDelay>,
     pub abort: Option<FaultAbort>,
@@ -166,7 +166,7 @@ pub struct HttpFaultInjection {
 
 /// `fixedDelay` and `exponentialDelay` are a oneof.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct FaultDelay {
     pub fixed_delay: Option<String>,
     pub exponential_delay: Option<String>,
@@ -177,7 +177,7 @@ pub struct FaultDelay {
 
 /// `httpStatus`, `grpcStatus` and `http2Error` are a oneof.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct FaultAbort {
     pub http_status: Option<i32>,
     pub grpc_status: Option<String>,
@@ -186,14 +186,14 @@ pub struct FaultAbort {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpMirrorPolicy {
     pub destination: Destination,
     pub percentage: Option<Percent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct CorsPolicy {
     pub allow_origins: Vec<StringMatch>,
     /// Deprecated by Istio in favour of `allowOrigins`.
@@ -215,7 +215,7 @@ pub enum UnmatchedPreflights {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct TlsRoute {
     #[serde(rename = "match")]
     pub r#match: Vec<TlsMatchAttributes>,
@@ -223,7 +223,7 @@ pub struct TlsRoute {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct TlsMatchAttributes {
     pub sni_hosts: Vec<String>,
     pub destination_subnets: Vec<String>,
@@ -234,7 +234,7 @@ pub struct TlsMatchAttributes {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct TcpRoute {
     #[serde(rename = "match")]
     pub r#match: Vec<L4MatchAttributes>,
@@ -242,7 +242,7 @@ pub struct TcpRoute {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct L4MatchAttributes {
     pub destination_subnets: Vec<String>,
     pub port: Option<u32>,
@@ -255,7 +255,7 @@ pub struct L4MatchAttributes {
 
 /// A weighted destination of a TLS or TCP route.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct RouteDestination {
     pub destination: Destination,
     pub weight: i32,

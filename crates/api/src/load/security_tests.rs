@@ -55,7 +55,7 @@ fn peer_authentications() {
 }
 
 #[test]
-fn unknown_modes_and_fields_are_schema_errors() {
+fn unknown_modes_are_schema_errors_and_unknown_fields_warnings() {
     let bad_mode = problems(
         "security.istio.io/v1",
         "PeerAuthentication",
@@ -63,12 +63,14 @@ fn unknown_modes_and_fields_are_schema_errors() {
     );
     assert_eq!(bad_mode.len(), 1);
     assert_eq!(bad_mode[0].0, "spec.mtls.mode");
-    let unknown = problems(
-        "security.istio.io/v1",
-        "AuthorizationPolicy",
-        "  rules:\n  - from:\n    - source: {principal: [a]}\n",
-    );
-    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    let typo = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: test}\nspec:\n  rules:\n  - from:\n    - source: {principal: [a]}\n";
+    let outcome = parse_yaml(Path::new("test.yaml"), typo);
+    let warnings: Vec<(&str, usize)> = outcome
+        .warnings
+        .iter()
+        .map(|w| (w.field.as_str(), w.line))
+        .collect();
+    assert_eq!(warnings, [("spec.rules[0].from[0].source.principal", 7)]);
 }
 
 #[test]

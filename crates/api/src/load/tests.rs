@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::istio::StringMatch;
 use crate::kube::IntOrString;
+use crate::meta::Resource;
 
 /// Istio's Bookinfo sample, bundled once for the whole repository.
 fn testdata(relative: &str) -> PathBuf {
@@ -249,28 +250,6 @@ spec:
 }
 
 #[test]
-fn unknown_istio_field_is_an_error_naming_it() {
-    let text = "\
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {host: reviews}
-    retries:
-      attempts: 3
-      perTryTimout: 2s
-";
-    let outcome = parse(text);
-    let error = only_error(&outcome);
-    assert_eq!(error.field, "spec.http[0].retries.perTryTimout");
-    assert_eq!(error.line, 11);
-    assert_eq!(error.message, "unknown field \"perTryTimout\"");
-}
-
-#[test]
 fn unknown_kubernetes_fields_are_ignored() {
     let text = "\
 apiVersion: v1
@@ -300,13 +279,13 @@ status:
 #[test]
 fn unknown_kinds_are_warnings() {
     let text = "\
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: settings}
-data: {a: b}
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec: {}
 ---
-apiVersion: networking.istio.io/v1alpha3
-kind: EnvoyFilter
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
 metadata: {name: filter}
 ";
     let outcome = parse(text);
@@ -314,8 +293,8 @@ metadata: {name: filter}
     assert!(outcome.resources.is_empty());
     assert_eq!(outcome.warnings.len(), 2);
     assert_eq!(outcome.warnings[1].line, 6);
-    assert!(outcome.warnings[0].message.contains("ConfigMap"));
-    assert!(outcome.warnings[1].message.contains("EnvoyFilter"));
+    assert!(outcome.warnings[0].message.contains("Ingress"));
+    assert!(outcome.warnings[1].message.contains("WasmPlugin"));
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! DestinationRule checks, after Istio's `ValidateDestinationRule`.
 
+mod locality;
+
 use std::collections::BTreeSet;
 
 use super::{Violations, is_dns1123_label};
 use crate::istio::{
-    ClientTlsSettings, ConnectionPoolSettings, DestinationRule, LoadBalancerSettings,
-    OutlierDetection, TlsMode, TrafficPolicy,
+    ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, DestinationRule, H2UpgradePolicy,
+    LoadBalancerSettings, OutlierDetection, TlsMode, TrafficPolicy,
 };
 
 pub(super) fn validate(violations: &mut Violations, rule: &DestinationRule) {
@@ -120,8 +122,17 @@ fn validate_load_balancer(violations: &mut Violations, field: &str, lb: &LoadBal
                     "name required for HttpCookie",
                 );
             }
-            violations.duration(&format!("{cookie_field}.ttl"), cookie.ttl.as_deref(), true);
+            match cookie.ttl.as_deref() {
+                None => {
+                    violations.push(format!("{cookie_field}.ttl"), "ttl required for HttpCookie")
+                }
+                ttl => violations.duration(&format!("{cookie_field}.ttl"), ttl, true),
+            }
         }
+        validate_hash_algorithm(violations, &format!("{field}.consistentHash"), hash);
+    }
+    if let Some(setting) = &lb.locality_lb_setting {
+        locality::validate(violations, &format!("{field}.localityLbSetting"), setting);
     }
     let warmup = lb.warmup_duration_secs.as_deref();
     violations.duration(&format!("{field}.warmupDurationSecs"), warmup, false);
@@ -131,12 +142,60 @@ fn validate_load_balancer(violations: &mut Violations, field: &str, lb: &LoadBal
     }
 }
 
+/// Ring size and Maglev table, as Istio's webhook checks them.
+fn validate_hash_algorithm(violations: &mut Violations, field: &str, hash: &ConsistentHashLb) {
+    let deprecated_ring = hash.minimum_ring_size.is_some_and(|size| size != 0);
+    if deprecated_ring && (hash.ring_hash.is_some() || hash.maglev.is_some()) {
+        violations.push(
+            field,
+            "only one of MinimumRingSize or Maglev/Ringhash can be specified",
+        );
+    }
+    if let Some(maglev) = &hash.maglev {
+        match maglev.table_size.unwrap_or(0) {
+            0 => violations.push(
+                format!("{field}.maglev.tableSize"),
+                "tableSize must be set for maglev",
+            ),
+            size if !is_prime(size) => violations.push(
+                format!("{field}.maglev.tableSize"),
+                "tableSize must be a prime number for maglev",
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn is_prime(n: u64) -> bool {
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
+}
+
+/// Counts Istio's API types as int32 and rejects below zero.
+fn non_negative(violations: &mut Violations, field: &str, counts: &[(&str, Option<i32>, &str)]) {
+    for (name, value, what) in counts {
+        if value.is_some_and(|v| v < 0) {
+            violations.push(
+                format!("{field}.{name}"),
+                format!("{what} must be non-negative"),
+            );
+        }
+    }
+}
+
 pub(super) fn validate_connection_pool(
     violations: &mut Violations,
     field: &str,
     pool: &ConnectionPoolSettings,
 ) {
+    if pool.tcp.is_none() && pool.http.is_none() {
+        violations.push(field, "connection pool must have at least one field");
+    }
     if let Some(tcp) = &pool.tcp {
+        let max = [("maxConnections", tcp.max_connections, "max connections")];
+        non_negative(violations, &format!("{field}.tcp"), &max);
         let tcp_field = format!("{field}.tcp");
         let durations = [
             ("connectTimeout", &tcp.connect_timeout),
@@ -158,8 +217,41 @@ pub(super) fn validate_connection_pool(
         }
     }
     if let Some(http) = &pool.http {
+        let http_field = format!("{field}.http");
+        let counts = [
+            (
+                "http1MaxPendingRequests",
+                http.http1_max_pending_requests,
+                "http1 max pending requests",
+            ),
+            (
+                "http2MaxRequests",
+                http.http2_max_requests,
+                "http2 max requests",
+            ),
+            (
+                "maxRequestsPerConnection",
+                http.max_requests_per_connection,
+                "max requests per connection",
+            ),
+            ("maxRetries", http.max_retries, "max retries"),
+            (
+                "maxConcurrentStreams",
+                http.max_concurrent_streams,
+                "max concurrent streams",
+            ),
+        ];
+        non_negative(violations, &http_field, &counts);
         let idle = http.idle_timeout.as_deref();
-        violations.duration(&format!("{field}.http.idleTimeout"), idle, false);
+        violations.duration(&format!("{http_field}.idleTimeout"), idle, false);
+        if http.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade)
+            && http.use_client_protocol == Some(true)
+        {
+            violations.push(
+                format!("{http_field}.useClientProtocol"),
+                "use client protocol must not be true when H2UpgradePolicy is UPGRADE",
+            );
+        }
     }
 }
 
@@ -173,6 +265,13 @@ fn validate_outlier_detection(
         outlier.interval.as_deref(),
         false,
     );
+    let local_origin = outlier.consecutive_local_origin_failures.unwrap_or(0);
+    if !outlier.split_external_local_origin_errors && local_origin > 0 {
+        violations.push(
+            format!("{field}.consecutiveLocalOriginFailures"),
+            "outlier detection consecutive local origin failures is specified, but split external local origin errors is set to false",
+        );
+    }
     let base = outlier.base_ejection_time.as_deref();
     violations.duration(&format!("{field}.baseEjectionTime"), base, false);
     let percents = [
@@ -207,5 +306,46 @@ fn validate_tls(violations: &mut Violations, field: &str, tls: &ClientTlsSetting
                 "private key required for mutual tls",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violated_fields(yaml: &str) -> Vec<String> {
+        let rule: DestinationRule = serde_saphyr::from_str(yaml).expect("a DestinationRule spec");
+        let mut violations = Violations::default();
+        validate(&mut violations, &rule);
+        violations.0.into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn a_sound_traffic_policy_passes() {
+        let yaml = "host: reviews\ntrafficPolicy:\n  connectionPool:\n    tcp: {maxConnections: 1}\n    http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}\n  outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100}\n  loadBalancer:\n    consistentHash: {httpCookie: {name: user, ttl: 0s}, maglev: {tableSize: 65537}}\n";
+        assert_eq!(violated_fields(yaml), Vec::<String>::new());
+    }
+
+    #[test]
+    fn impossible_values_are_refused_as_istios_webhook_does() {
+        let yaml = "host: reviews\ntrafficPolicy:\n  connectionPool:\n    tcp: {maxConnections: -1}\n    http: {maxRetries: -2, h2UpgradePolicy: UPGRADE, useClientProtocol: true}\n  outlierDetection: {consecutiveLocalOriginFailures: 3}\n  loadBalancer:\n    consistentHash: {httpCookie: {name: user}, maglev: {tableSize: 1000}}\nsubsets:\n- name: v1\n  trafficPolicy:\n    connectionPool: {}\n";
+        assert_eq!(
+            violated_fields(yaml),
+            [
+                "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl",
+                "spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize",
+                "spec.trafficPolicy.connectionPool.tcp.maxConnections",
+                "spec.trafficPolicy.connectionPool.http.maxRetries",
+                "spec.trafficPolicy.connectionPool.http.useClientProtocol",
+                "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures",
+                "spec.subsets[0].trafficPolicy.connectionPool",
+            ]
+        );
+    }
+
+    #[test]
+    fn maglev_tables_must_be_prime() {
+        assert!(is_prime(65537) && is_prime(2) && is_prime(251));
+        assert!(!is_prime(0) && !is_prime(1) && !is_prime(65536) && !is_prime(1001));
     }
 }

@@ -8,6 +8,15 @@ use super::{Violations, labels};
 use crate::istio::{Gateway, Port, Server, ServerTlsMode, ServerTlsSettings, TlsProtocolVersion};
 
 const UNIX_PREFIX: &str = "unix://";
+/// The TLS 1.2 cipher suites (Envoy's names) the proxy's rustls offers.
+pub const SUPPORTED_CIPHER_SUITES: [&str; 6] = [
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+];
 
 pub(super) fn validate(violations: &mut Violations, name: &str, gateway: &Gateway) {
     if !name.is_empty() && !super::is_dns1123_label(name) {
@@ -151,22 +160,47 @@ pub(super) fn unix_address(path: &str) -> Result<(), String> {
     }
 }
 
+/// TLS settings rustls can honour: versions 1.2 and 1.3, and for TLS 1.2
+/// the ECDHE suites with AES-GCM or ChaCha20-Poly1305 (TLS 1.3 suites are
+/// always offered and not configurable, as in Envoy). Istio would accept
+/// TLS 1.0/1.1 and CBC suites; Trellis refuses them rather than serving
+/// something other than what the config asks for.
+fn validate_rustls_settings(violations: &mut Violations, field: &str, tls: &ServerTlsSettings) {
+    for (name, version) in [
+        ("minProtocolVersion", tls.min_protocol_version),
+        ("maxProtocolVersion", tls.max_protocol_version),
+    ] {
+        if let Some(old @ (TlsProtocolVersion::V1_0 | TlsProtocolVersion::V1_1)) = version {
+            violations.push(
+                format!("{field}.{name}"),
+                format!(
+                    "{} is not supported: TLS 1.2 and 1.3 are (TLSV1_2, TLSV1_3, TLS_AUTO)",
+                    old.as_str()
+                ),
+            );
+        }
+    }
+    for (index, suite) in tls.cipher_suites.iter().enumerate() {
+        if !SUPPORTED_CIPHER_SUITES.contains(&suite.as_str()) {
+            violations.push(
+                format!("{field}.cipherSuites[{index}]"),
+                format!(
+                    "cipher suite {suite:?} is not supported (no CBC, RSA key exchange or \
+                     TLS 1.3 names); supported: {}",
+                    SUPPORTED_CIPHER_SUITES.join(", ")
+                ),
+            );
+        }
+    }
+}
+
 /// Istio's `validateTLSOptions` for a server (gateway or sidecar ingress).
 pub(super) fn validate_server_tls(
     violations: &mut Violations,
     field: &str,
     tls: &ServerTlsSettings,
 ) {
-    let old_version = matches!(
-        tls.min_protocol_version,
-        Some(TlsProtocolVersion::V1_0 | TlsProtocolVersion::V1_1)
-    );
-    if old_version && tls.cipher_suites.is_empty() {
-        violations.push(
-            format!("{field}.cipherSuites"),
-            "TLS version below TLSV1_2 require setting compatible ciphers as by default they no longer include compatible ciphers.",
-        );
-    }
+    validate_rustls_settings(violations, field, tls);
     if let (Some(min), Some(max)) = (tls.min_protocol_version, tls.max_protocol_version)
         && min != TlsProtocolVersion::Auto
         && max != TlsProtocolVersion::Auto
@@ -244,5 +278,61 @@ pub(super) fn validate_server_tls(
                 "CRL is not supported with SIMPLE TLS",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::parse_yaml;
+
+    /// The errors of a Gateway with one HTTPS server and `tls` settings.
+    fn tls_problems(tls: &str) -> Vec<(String, String)> {
+        let text = format!(
+            "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: edge}}
+spec:
+  servers:
+  - port: {{number: 443, name: https, protocol: HTTPS}}
+    hosts: [a.example.com]
+    tls: {{mode: SIMPLE, credentialName: a-cert, {tls}}}
+"
+        );
+        parse_yaml(Path::new("gateway.yaml"), &text)
+            .errors
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn accepts_what_rustls_offers() {
+        let accepted = "minProtocolVersion: TLSV1_2, maxProtocolVersion: TLSV1_3, \
+                        cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384, ECDHE-ECDSA-CHACHA20-POLY1305]";
+        assert_eq!(tls_problems(accepted), []);
+    }
+
+    #[test]
+    fn refuses_old_versions_and_suites_naming_the_field() {
+        let problems = tls_problems("minProtocolVersion: TLSV1_0, maxProtocolVersion: TLSV1_1");
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.servers[0].tls.minProtocolVersion",
+                "spec.servers[0].tls.maxProtocolVersion"
+            ]
+        );
+        assert!(
+            problems[0].1.contains("TLSV1_0 is not supported"),
+            "{problems:?}"
+        );
+
+        let problems = tls_problems("cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256, AES128-SHA]");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "spec.servers[0].tls.cipherSuites[1]");
+        assert!(problems[0].1.contains("\"AES128-SHA\" is not supported"));
     }
 }

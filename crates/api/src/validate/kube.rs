@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::{Violations, is_dns1123_label};
 use crate::istio::WorkloadEntry;
-use crate::kube::{Container, DeploymentSpec, PodSpec, ServiceSpec};
+use crate::kube::{Container, DeploymentSpec, PodSpec, PodTemplate, ServiceSpec};
 
 pub(super) fn validate_service(violations: &mut Violations, spec: &ServiceSpec) {
     let mut names = BTreeSet::new();
@@ -32,7 +32,12 @@ pub(super) fn validate_service(violations: &mut Violations, spec: &ServiceSpec) 
 }
 
 pub(super) fn validate_deployment(violations: &mut Violations, spec: &DeploymentSpec) {
-    let containers = &spec.template.spec.containers;
+    validate_template(violations, &spec.template);
+}
+
+/// The pod template of a workload controller (Deployment, StatefulSet...).
+pub(super) fn validate_template(violations: &mut Violations, template: &PodTemplate) {
+    let containers = &template.spec.containers;
     validate_containers(violations, "spec.template.spec.containers", containers);
 }
 
@@ -57,8 +62,18 @@ pub(super) fn validate_workload_entry(violations: &mut Violations, entry: &Workl
     if entry.address.is_empty() {
         violations.push("spec.address", "address must be set");
     }
+    validate_entry_ports(violations, "spec.ports", entry);
+}
+
+/// Port names are DNS-1123 labels and numbers valid ports; `field` is the
+/// path of the entry's `ports`.
+pub(super) fn validate_entry_ports(
+    violations: &mut Violations,
+    field: &str,
+    entry: &WorkloadEntry,
+) {
     for (name, port) in &entry.ports {
-        let field = crate::yaml::child_key("spec.ports", name);
+        let field = crate::yaml::child_key(field, name);
         if !is_dns1123_label(name) {
             violations.push(
                 &field,

@@ -1,11 +1,16 @@
-//! PeerAuthentication and AuthorizationPolicy checks, after Istio's
-//! `ValidatePeerAuthentication` and `ValidateAuthorizationPolicy`.
+//! PeerAuthentication, RequestAuthentication and AuthorizationPolicy
+//! checks, after Istio's `ValidatePeerAuthentication`,
+//! `ValidateRequestAuthentication` and `ValidateAuthorizationPolicy`.
+
+mod request_authentication;
+
+pub(super) use request_authentication::validate_request_authentication;
 
 use super::network::ip_or_cidr;
 use super::{Violations, labels};
 use crate::istio::{
-    AuthorizationAction, AuthorizationPolicy, ConditionKey, Operation, PeerAuthentication, Rule,
-    Source, WorkloadSelector,
+    AuthorizationAction, AuthorizationPolicy, ConditionKey, Operation, PeerAuthentication,
+    PolicyTargetReference, Rule, Source, WorkloadSelector,
 };
 
 pub(super) fn validate_peer_authentication(
@@ -40,20 +45,12 @@ pub(super) fn validate_authorization_policy(
     violations: &mut Violations,
     policy: &AuthorizationPolicy,
 ) {
-    selector(violations, "spec.selector", policy.selector.as_ref());
-    let has_selector = policy
-        .selector
-        .as_ref()
-        .is_some_and(|s| !s.match_labels.is_empty());
-    if has_selector && (policy.target_ref.is_some() || !policy.target_refs.is_empty()) {
-        violations.push(
-            "spec",
-            "only one of targetRefs or workloadSelector can be set",
-        );
-    }
-    if policy.target_ref.is_some() && !policy.target_refs.is_empty() {
-        violations.push("spec", "only one of targetRef or targetRefs can be set");
-    }
+    targets(
+        violations,
+        policy.selector.as_ref(),
+        policy.target_ref.as_ref(),
+        &policy.target_refs,
+    );
     match (policy.action, &policy.provider) {
         (AuthorizationAction::Custom, None) => {
             violations.push("spec.provider", "must specify a provider for CUSTOM action");
@@ -71,6 +68,26 @@ pub(super) fn validate_authorization_policy(
     }
     for (index, rule) in policy.rules.iter().enumerate() {
         validate_rule(violations, &format!("spec.rules[{index}]"), rule);
+    }
+}
+
+/// A policy picks its workloads by a selector or by target references, not both.
+pub(super) fn targets(
+    violations: &mut Violations,
+    workload_selector: Option<&WorkloadSelector>,
+    target_ref: Option<&PolicyTargetReference>,
+    target_refs: &[PolicyTargetReference],
+) {
+    selector(violations, "spec.selector", workload_selector);
+    let has_selector = workload_selector.is_some_and(|s| !s.match_labels.is_empty());
+    if has_selector && (target_ref.is_some() || !target_refs.is_empty()) {
+        violations.push(
+            "spec",
+            "only one of targetRefs or workloadSelector can be set",
+        );
+    }
+    if target_ref.is_some() && !target_refs.is_empty() {
+        violations.push("spec", "only one of targetRef or targetRefs can be set");
     }
 }
 

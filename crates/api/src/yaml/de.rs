@@ -2,6 +2,7 @@
 //! returns carries the field path and the position of the innermost node it
 //! concerns, which `serde_derive` alone cannot provide.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -54,10 +55,26 @@ impl de::Error for DeError {
     }
 }
 
-/// Deserializes `node`, whose field path is `path`, into a `T`.
-pub(crate) fn from_node<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, DeError> {
-    T::deserialize(NodeDeserializer::new(node, path.to_string()))
-        .map_err(|error| error.located(path, node.position))
+/// A field the target type does not have: its path and where its key is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UnknownField {
+    pub(crate) field: String,
+    pub(crate) position: Position,
+}
+
+/// Where the deserializer records the unknown fields it skips.
+type UnknownFields = RefCell<Vec<UnknownField>>;
+
+/// Deserializes `node`, whose field path is `path`, into a `T`, with the
+/// fields `T` does not have (serde skips them), in document order.
+pub(crate) fn from_node<T: DeserializeOwned>(
+    node: &Node,
+    path: &str,
+) -> Result<(T, Vec<UnknownField>), DeError> {
+    let unknown = UnknownFields::default();
+    let value = T::deserialize(NodeDeserializer::new(node, path.to_string(), &unknown))
+        .map_err(|error| error.located(path, node.position))?;
+    Ok((value, unknown.into_inner()))
 }
 
 /// A plain scalar read with YAML 1.2's core schema.
@@ -135,11 +152,20 @@ fn resolve_float(text: &str) -> Option<f64> {
 struct NodeDeserializer<'a> {
     node: &'a Node,
     path: String,
+    unknown: &'a UnknownFields,
+    /// Where to point when this node turns out to be an unknown field: its
+    /// key for a mapping value, the node itself otherwise.
+    reported_at: Position,
 }
 
 impl<'a> NodeDeserializer<'a> {
-    fn new(node: &'a Node, path: String) -> NodeDeserializer<'a> {
-        NodeDeserializer { node, path }
+    fn new(node: &'a Node, path: String, unknown: &'a UnknownFields) -> NodeDeserializer<'a> {
+        NodeDeserializer {
+            node,
+            path,
+            unknown,
+            reported_at: node.position,
+        }
     }
 
     fn unexpected(&self) -> Unexpected<'a> {
@@ -181,6 +207,7 @@ impl<'a> NodeDeserializer<'a> {
         visitor.visit_seq(SequenceAccess {
             items: items.iter().enumerate(),
             parent: &self.path,
+            unknown: self.unknown,
         })
     }
 
@@ -192,6 +219,7 @@ impl<'a> NodeDeserializer<'a> {
         visitor.visit_map(MappingAccess {
             entries: entries.iter(),
             parent: &self.path,
+            unknown: self.unknown,
             seen: HashSet::new(),
             pending_value: None,
         })
@@ -362,15 +390,21 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
                     key,
                     value,
                     parent: &self.path,
+                    unknown: self.unknown,
                 })
             }
             _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
         }
     }
 
-    /// Skipped without looking inside: unknown Kubernetes fields can be
-    /// anything, and nothing of them is kept.
+    /// serde skips a field its type does not have through here: recorded
+    /// (the loader decides whether it deserves a warning), and skipped
+    /// without looking inside, as it can hold anything.
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.unknown.borrow_mut().push(UnknownField {
+            field: self.path,
+            position: self.reported_at,
+        });
         visitor.visit_unit()
     }
 }
@@ -378,6 +412,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
 struct SequenceAccess<'a, 'p> {
     items: std::iter::Enumerate<std::slice::Iter<'a, Node>>,
     parent: &'p str,
+    unknown: &'a UnknownFields,
 }
 
 impl<'de> de::SeqAccess<'de> for SequenceAccess<'_, '_> {
@@ -391,7 +426,7 @@ impl<'de> de::SeqAccess<'de> for SequenceAccess<'_, '_> {
             return Ok(None);
         };
         let path = child_index(self.parent, index);
-        seed.deserialize(NodeDeserializer::new(item, path.clone()))
+        seed.deserialize(NodeDeserializer::new(item, path.clone(), self.unknown))
             .map(Some)
             .map_err(|error| error.located(&path, item.position))
     }
@@ -404,6 +439,7 @@ impl<'de> de::SeqAccess<'de> for SequenceAccess<'_, '_> {
 struct MappingAccess<'a, 'p> {
     entries: std::slice::Iter<'a, (Node, Node)>,
     parent: &'p str,
+    unknown: &'a UnknownFields,
     seen: HashSet<&'a str>,
     /// The value of the key just returned, its path and the key's position.
     pending_value: Option<(&'a Node, String, Position)>,
@@ -429,7 +465,7 @@ impl<'de> de::MapAccess<'de> for MappingAccess<'_, '_> {
             return Err(error.located(&path, key.position));
         }
         let result = seed
-            .deserialize(NodeDeserializer::new(key, path.clone()))
+            .deserialize(NodeDeserializer::new(key, path.clone(), self.unknown))
             .map_err(|error| error.located(&path, key.position))?;
         self.pending_value = Some((value, path, key.position));
         Ok(Some(result))
@@ -439,7 +475,11 @@ impl<'de> de::MapAccess<'de> for MappingAccess<'_, '_> {
         let Some((value, path, position)) = self.pending_value.take() else {
             return Err(de::Error::custom("mapping value requested before its key"));
         };
-        seed.deserialize(NodeDeserializer::new(value, path.clone()))
+        let deserializer = NodeDeserializer {
+            reported_at: position,
+            ..NodeDeserializer::new(value, path.clone(), self.unknown)
+        };
+        seed.deserialize(deserializer)
             .map_err(|error| error.located(&path, position))
     }
 
@@ -456,7 +496,11 @@ impl<'de, 'a> de::EnumAccess<'de> for UnitVariant<'a> {
     type Variant = Self;
 
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), DeError> {
-        let variant = seed.deserialize(NodeDeserializer::new(self.0.node, self.0.path.clone()))?;
+        let variant = seed.deserialize(NodeDeserializer::new(
+            self.0.node,
+            self.0.path.clone(),
+            self.0.unknown,
+        ))?;
         Ok((variant, self))
     }
 }
@@ -490,6 +534,7 @@ struct VariantEntry<'a, 'p> {
     key: &'a Node,
     value: &'a Node,
     parent: &'p str,
+    unknown: &'a UnknownFields,
 }
 
 impl VariantEntry<'_, '_> {
@@ -505,7 +550,7 @@ impl<'de> de::EnumAccess<'de> for VariantEntry<'_, '_> {
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), DeError> {
         let path = self.path();
         let variant = seed
-            .deserialize(NodeDeserializer::new(self.key, path.clone()))
+            .deserialize(NodeDeserializer::new(self.key, path.clone(), self.unknown))
             .map_err(|error| error.located(&path, self.key.position))?;
         Ok((variant, self))
     }
@@ -544,6 +589,6 @@ impl<'de> de::VariantAccess<'de> for VariantEntry<'_, '_> {
 
 impl VariantEntry<'_, '_> {
     fn value_deserializer(&self) -> NodeDeserializer<'_> {
-        NodeDeserializer::new(self.value, self.path())
+        NodeDeserializer::new(self.value, self.path(), self.unknown)
     }
 }

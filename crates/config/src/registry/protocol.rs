@@ -34,6 +34,12 @@ impl Protocol {
             .unwrap_or(Protocol::Unknown)
     }
 
+    /// A ServiceEntry port's `protocol` (`HTTP`, `HTTPS`, `GRPC`, `TLS`...);
+    /// one the proxy has no handling for (UDP) is `Unknown`.
+    pub fn from_istio_protocol(protocol: &str) -> Protocol {
+        Protocol::from_name(&protocol.to_ascii_lowercase()).unwrap_or(Protocol::Unknown)
+    }
+
     /// `appProtocol` values: Istio's names plus Kubernetes' standard ones.
     fn from_app_protocol(app_protocol: &str) -> Option<Protocol> {
         match app_protocol.to_ascii_lowercase().as_str() {

@@ -209,3 +209,63 @@ spec:
     let nothing = registry.service_by_host("selects-nothing", "shop").unwrap();
     assert!(registry.endpoints(nothing, &nothing.ports[0]).is_empty());
 }
+
+#[test]
+fn cluster_ips_are_carried_and_headless_services_have_none() {
+    let text = "\
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec: {clusterIP: 10.96.0.20, ports: [{port: 9080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless}
+spec: {clusterIP: None, ports: [{port: 9080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: unset}
+spec: {ports: [{port: 9080}]}
+";
+    let outcome = parse_yaml(Path::new("services.yaml"), text);
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    let services = outcome.resources.iter().filter_map(|r| match r {
+        AnyResource::Service(service) => Some(service),
+        _ => None,
+    });
+    let registry = Registry::new(services, []);
+    let ip_of = |name: &str| {
+        registry
+            .service_by_host(name, "default")
+            .unwrap()
+            .cluster_ip
+    };
+    assert_eq!(ip_of("reviews"), Some("10.96.0.20".parse().unwrap()));
+    assert_eq!(ip_of("headless"), None);
+    assert_eq!(ip_of("unset"), None);
+}
+
+#[test]
+fn locality_comes_from_the_entry_else_from_topology_labels() {
+    let entry = |locality: Option<&str>, labels: &[(&str, &str)]| WorkloadEntry {
+        locality: locality.map(str::to_string),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    let labelled = [(REGION_LABEL, "us-east"), (ZONE_LABEL, "us-east-1a")];
+    assert_eq!(
+        workload_locality(&entry(Some("eu/west/rack1"), &labelled)),
+        "eu/west/rack1"
+    );
+    assert_eq!(
+        workload_locality(&entry(None, &labelled)),
+        "us-east/us-east-1a"
+    );
+    assert_eq!(workload_locality(&entry(None, &[])), "");
+    let registry = bookinfo_registry();
+    assert_eq!(registry.locality_of("127.0.0.11".parse().unwrap()), None);
+}

@@ -197,7 +197,7 @@ fn warnings_are_reported_once() {
     assert!(
         update.reports[0]
             .to_string()
-            .starts_with("warning: gw.yaml:1:1: skipping")
+            .starts_with("warning: gw.yaml:1:1: EnvoyFilter default/gw is not supported")
     );
     assert!(
         store

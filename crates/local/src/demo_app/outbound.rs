@@ -1,6 +1,9 @@
-//! The demo app's HTTP client: every call goes to the sidecar's outbound
-//! HTTP proxy port, in absolute form (`GET http://reviews:9080/reviews/0`),
-//! exactly as an app honouring `HTTP_PROXY` sends it.
+//! The demo app's HTTP client. With a proxy (loopback local mode) every
+//! call goes to the sidecar's outbound HTTP proxy port, in absolute form
+//! (`GET http://reviews:9080/reviews/0`), exactly as an app honouring
+//! `HTTP_PROXY` sends it. Without one (in a pod with capture) it connects
+//! to `reviews:9080` itself, resolved by the system (the pod's hosts
+//! file), and iptables hands the connection to the sidecar.
 
 use std::future::Future;
 use std::io;

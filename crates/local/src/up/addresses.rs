@@ -1,6 +1,8 @@
-//! Loopback addresses for the control plane and the workloads. On Linux
-//! every address in 127.0.0.0/8 binds without root, so each workload gets
-//! its own address, as a pod has its own IP, and keeps its real ports.
+//! Addresses for the control plane and the workloads. On Linux every
+//! address in 127.0.0.0/8 binds without root, so by default each workload
+//! gets its own loopback address, as a pod has its own IP, and keeps its
+//! real ports. With `--netns` the range is a private network on a bridge
+//! (see `netns.rs`), and also any IPv4 range.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -29,7 +31,7 @@ pub enum AddressRangeError {
     #[error("invalid address range {0:?}: expected CIDR notation such as {DEFAULT_ADDRESS_RANGE}")]
     Syntax(String),
     #[error(
-        "address range {0} is not inside 127.0.0.0/8: only loopback addresses bind without root"
+        "address range {0} is not inside 127.0.0.0/8: without --netns only loopback addresses bind"
     )]
     NotLoopback(String),
     #[error("address range {range} has host bits set: did you mean {suggestion}?")]
@@ -49,11 +51,56 @@ pub struct AddressRange {
 
 impl AddressRange {
     fn mask(&self) -> u32 {
-        u32::MAX << (32 - u32::from(self.prefix))
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
+    }
+
+    /// The range of `prefix` bits around `address` (host bits cleared), as
+    /// a route's destination names it.
+    pub fn around(address: Ipv4Addr, prefix: u8) -> AddressRange {
+        let prefix = prefix.min(32);
+        let mut range = AddressRange { network: 0, prefix };
+        range.network = u32::from(address) & range.mask();
+        range
     }
 
     fn broadcast(&self) -> u32 {
         self.network | !self.mask()
+    }
+
+    /// Whether `address` is inside this range.
+    pub fn contains(&self, address: Ipv4Addr) -> bool {
+        u32::from(address) & self.mask() == self.network
+    }
+
+    /// Whether the two ranges share any address.
+    pub fn overlaps(&self, other: &AddressRange) -> bool {
+        let shorter = if self.prefix <= other.prefix {
+            self
+        } else {
+            other
+        };
+        shorter.contains(Ipv4Addr::from(self.network))
+            && shorter.contains(Ipv4Addr::from(other.network))
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Refuses a range outside 127.0.0.0/8 (what local mode without
+    /// network namespaces can bind).
+    pub fn require_loopback(&self) -> Result<(), AddressRangeError> {
+        let loopback = AddressRange {
+            network: LOOPBACK_NETWORK,
+            prefix: LOOPBACK_PREFIX,
+        };
+        if loopback.contains(Ipv4Addr::from(self.network)) {
+            Ok(())
+        } else {
+            Err(AddressRangeError::NotLoopback(self.to_string()))
+        }
     }
 
     /// Hands out this range's addresses in order, skipping the network and
@@ -83,13 +130,9 @@ impl FromStr for AddressRange {
         if prefix > 32 {
             return Err(syntax());
         }
-        let loopback = AddressRange {
-            network: LOOPBACK_NETWORK,
-            prefix: LOOPBACK_PREFIX,
-        };
         let address = u32::from(address);
-        if prefix < LOOPBACK_PREFIX || address & loopback.mask() != LOOPBACK_NETWORK {
-            return Err(AddressRangeError::NotLoopback(text.to_owned()));
+        if prefix == 0 {
+            return Err(syntax());
         }
         let range = AddressRange {
             network: address,
@@ -185,14 +228,16 @@ mod tests {
             parse("127.42.0.0/33"),
             Err(AddressRangeError::Syntax(_))
         ));
+        let loopback = |text: &str| parse(text).and_then(|range| range.require_loopback());
         assert!(matches!(
-            parse("10.0.0.0/16"),
+            loopback("10.0.0.0/16"),
             Err(AddressRangeError::NotLoopback(_))
         ));
         assert!(matches!(
-            parse("127.0.0.0/7"),
+            loopback("126.0.0.0/7"),
             Err(AddressRangeError::NotLoopback(_))
         ));
+        assert_eq!(loopback(DEFAULT_ADDRESS_RANGE), Ok(()));
         assert!(matches!(
             parse("127.9.9.0/31"),
             Err(AddressRangeError::TooSmall(_))
@@ -205,5 +250,20 @@ mod tests {
             })
         );
         assert_eq!(range(" 127.0.0.0/8 ").to_string(), "127.0.0.0/8");
+        assert!(matches!(
+            parse("0.0.0.0/0"),
+            Err(AddressRangeError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn tells_containment_and_overlap() {
+        let pods = range("10.42.0.0/16");
+        assert!(pods.contains(Ipv4Addr::new(10, 42, 7, 1)));
+        assert!(!pods.contains(Ipv4Addr::new(10, 43, 0, 1)));
+        assert!(pods.overlaps(&range("10.0.0.0/8")));
+        assert!(range("10.0.0.0/8").overlaps(&pods));
+        assert!(pods.overlaps(&range("10.42.3.0/24")));
+        assert!(!pods.overlaps(&range("10.96.0.0/16")));
     }
 }

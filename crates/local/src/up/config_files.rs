@@ -2,14 +2,17 @@
 //! config directory (the manifests' networking documents, Services, and one
 //! WorkloadEntry per workload) and the workloads' credentials.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use trellis_api::AnyResource;
 use trellis_ca::{TokenEntry, generate_token, write_tokens_file};
 
-use super::manifests::{Manifests, watched_text};
+use super::manifests::{ManifestFile, Manifests, watched_text_with};
+use super::netns::{RewriteError, with_cluster_ip};
 use super::plan::MeshPlan;
 use super::state::WorkloadState;
 use super::state_dir::write_secret;
@@ -18,15 +21,18 @@ use super::workload_entry::workload_entry_yaml;
 /// Copies each manifest's watched documents into `config_dir` under the
 /// manifest's own file name (so `virtual-service-reviews-90-10.yaml` can be
 /// replaced by name), then writes every workload's WorkloadEntry.
+/// Services named in `cluster_ips` (by namespace and name) are written
+/// with that `clusterIP`, as the API server would record them.
 pub(crate) fn write_config(
     config_dir: &Path,
     manifests: &Manifests,
     plan: &MeshPlan,
     workloads: &[WorkloadState],
+    cluster_ips: &BTreeMap<(String, String), Ipv4Addr>,
 ) -> anyhow::Result<()> {
     let mut used: HashSet<PathBuf> = workloads.iter().map(|w| w.workload_entry.clone()).collect();
     for file in &manifests.files {
-        let Some(text) = watched_text(file) else {
+        let Some(text) = config_text(file, cluster_ips)? else {
             continue;
         };
         let name = file.path.file_name().unwrap_or(OsStr::new("manifest.yaml"));
@@ -44,6 +50,22 @@ pub(crate) fn write_config(
             .with_context(|| format!("writing {}", placed.workload_entry.display()))?;
     }
     Ok(())
+}
+
+fn config_text(
+    file: &ManifestFile,
+    cluster_ips: &BTreeMap<(String, String), Ipv4Addr>,
+) -> Result<Option<String>, RewriteError> {
+    watched_text_with(file, |resource, document| {
+        let AnyResource::Service(service) = resource else {
+            return Ok(None);
+        };
+        let key = (service.namespace().to_owned(), service.name().to_owned());
+        match cluster_ips.get(&key) {
+            Some(vip) => with_cluster_ip(service.name(), document, *vip).map(Some),
+            None => Ok(None),
+        }
+    })
 }
 
 /// `dir/name`, or `dir/STEM-2.EXT` (then -3, ...) when two inputs share a
@@ -92,7 +114,7 @@ mod tests {
 
     use super::*;
     use crate::up::addresses::AddressRange;
-    use crate::up::launch::{Paths, place_workloads};
+    use crate::up::launch::{Isolation, Paths, place_workloads};
     use crate::up::{manifests, plan};
 
     /// The bundled Bookinfo, placed in `root`'s config and tokens dirs.
@@ -112,7 +134,8 @@ mod tests {
         let manifests = manifests::load(&[]).unwrap();
         let plan = plan::plan(manifests.resources()).unwrap();
         let mut addresses = "127.77.8.0/24".parse::<AddressRange>().unwrap().allocator();
-        let workloads = place_workloads(&plan, &mut addresses, &paths).unwrap();
+        let workloads =
+            place_workloads(&plan, &mut addresses, &paths, Isolation::Loopback).unwrap();
         (manifests, plan, workloads)
     }
 
@@ -121,7 +144,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let (manifests, plan, workloads) = bookinfo_in(root.path());
         let config_dir = root.path().join("config");
-        write_config(&config_dir, &manifests, &plan, &workloads).unwrap();
+        write_config(&config_dir, &manifests, &plan, &workloads, &BTreeMap::new()).unwrap();
 
         assert!(
             config_dir
@@ -145,8 +168,33 @@ mod tests {
         assert_eq!(count("Service"), 4);
         assert_eq!(count("WorkloadEntry"), 6);
         assert_eq!(count("DestinationRule"), 4);
-        assert_eq!(count("VirtualService"), 1);
+        assert_eq!(count("VirtualService"), 2);
+        assert_eq!(count("Gateway"), 1);
         assert_eq!(count("Deployment") + count("ServiceAccount"), 0);
+    }
+
+    #[test]
+    fn services_carry_the_cluster_ips_up_allocated() {
+        let root = tempfile::tempdir().unwrap();
+        let (manifests, plan, workloads) = bookinfo_in(root.path());
+        let config_dir = root.path().join("config");
+        let vip = Ipv4Addr::new(10, 96, 0, 3);
+        let cluster_ips = BTreeMap::from([(("default".to_owned(), "reviews".to_owned()), vip)]);
+        write_config(&config_dir, &manifests, &plan, &workloads, &cluster_ips).unwrap();
+        let path = config_dir.join("bookinfo.yaml");
+        let outcome = parse_yaml(&path, &std::fs::read_to_string(&path).unwrap());
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        let mut services = 0;
+        for resource in &outcome.resources {
+            let AnyResource::Service(service) = resource else {
+                continue;
+            };
+            services += 1;
+            let expected = (service.name() == "reviews").then(|| vip.to_string());
+            assert_eq!(service.spec.cluster_ip, expected, "{}", service.name());
+            assert!(!service.spec.ports.is_empty());
+        }
+        assert_eq!(services, 4);
     }
 
     #[test]

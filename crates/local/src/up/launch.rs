@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use super::addresses::AddressAllocator;
 use super::plan::{ContainerPlan, MeshPlan, WorkloadPlan};
-use super::state::{ControlPlaneState, ServiceState, WorkloadState};
+use super::state::{ControlPlaneState, ProxyRole, ServiceState, WorkloadState};
 
 /// Istio's ports, on the control plane's own address.
 pub const XDS_PORT: u16 = 15010;
@@ -24,6 +24,17 @@ pub const HEALTH_PORT: u16 = 15021;
 
 const TRUST_DOMAIN: &str = "cluster.local";
 
+/// How workloads are kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isolation {
+    /// Each on a loopback address of its own; apps call their sidecar
+    /// explicitly, and it forwards to their private ports.
+    Loopback,
+    /// Each in a network namespace of its own with capture (`--netns`):
+    /// apps keep their container ports.
+    Netns,
+}
+
 /// Paths every command line refers to.
 pub(crate) struct Paths {
     /// This binary.
@@ -35,9 +46,22 @@ pub(crate) struct Paths {
     pub ca_dir: PathBuf,
 }
 
+/// Mesh-wide settings `up` passes through to the control plane.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MeshFlags {
+    /// Istio's mesh config file (`--mesh-config`).
+    pub mesh_config: Option<PathBuf>,
+    /// `ALLOW_ANY` or `REGISTRY_ONLY`.
+    pub outbound_traffic_policy: Option<String>,
+}
+
 /// The control plane's state before it runs (pid 0).
-pub(crate) fn control_plane(paths: &Paths, address: Ipv4Addr) -> anyhow::Result<ControlPlaneState> {
-    let command = [
+pub(crate) fn control_plane(
+    paths: &Paths,
+    mesh: &MeshFlags,
+    address: Ipv4Addr,
+) -> anyhow::Result<ControlPlaneState> {
+    let mut command = [
         &paths.exe,
         "control-plane",
         "--config-dir",
@@ -56,15 +80,22 @@ pub(crate) fn control_plane(paths: &Paths, address: Ipv4Addr) -> anyhow::Result<
         utf8(&paths.workload_tokens)?,
         "--root-cert-out",
         utf8(&paths.root_cert)?,
+        // Workload tokens name identities in this domain: a mesh config's
+        // trustDomain cannot change it.
         "--trust-domain",
         TRUST_DOMAIN,
-        // Local mode is for seeing what happens: access logs on, as in
-        // Istio's demo profile.
-        "--access-log-file",
-        "/dev/stdout",
     ]
     .map(str::to_owned)
     .to_vec();
+    match &mesh.mesh_config {
+        Some(file) => command.extend(["--mesh-config".to_owned(), utf8(file)?.to_owned()]),
+        // Local mode is for seeing what happens: access logs on, as in
+        // Istio's demo profile, unless a mesh config says otherwise.
+        None => command.extend(["--access-log-file", "/dev/stdout"].map(str::to_owned)),
+    }
+    if let Some(mode) = &mesh.outbound_traffic_policy {
+        command.extend(["--outbound-traffic-policy".to_owned(), mode.clone()]);
+    }
     Ok(ControlPlaneState {
         pid: 0,
         address,
@@ -83,13 +114,20 @@ pub(crate) fn place_workloads(
     plan: &MeshPlan,
     addresses: &mut AddressAllocator,
     paths: &Paths,
+    isolation: Isolation,
 ) -> anyhow::Result<Vec<WorkloadState>> {
     let mut placed = Vec::with_capacity(plan.workloads.len());
     for workload in &plan.workloads {
         let address = addresses.allocate()?;
         let inbound_ports = workload.inbound_ports();
-        let app_ports = choose_app_ports(address, &inbound_ports)
-            .with_context(|| format!("choosing private ports for {} on {address}", workload.pod))?;
+        let app_ports = match isolation {
+            Isolation::Loopback => {
+                choose_app_ports(address, &inbound_ports).with_context(|| {
+                    format!("choosing private ports for {} on {address}", workload.pod)
+                })?
+            }
+            Isolation::Netns => inbound_ports.iter().map(|&port| (port, port)).collect(),
+        };
         let file_stem = format!("{}.{}", workload.namespace, workload.pod);
         placed.push(WorkloadState {
             name: workload.workload.clone(),
@@ -105,8 +143,10 @@ pub(crate) fn place_workloads(
             admin_port: ADMIN_PORT,
             stats_port: STATS_PORT,
             health_port: HEALTH_PORT,
+            proxy_type: workload.proxy_type,
             token_file: paths.tokens_dir.join(format!("{file_stem}.token")),
             workload_entry: paths.config_dir.join(format!("workload-{file_stem}.yaml")),
+            netns: None,
             proxy_pid: 0,
             app_pids: Vec::new(),
         });
@@ -130,7 +170,8 @@ fn choose_app_ports(address: Ipv4Addr, inbound: &[u16]) -> std::io::Result<BTree
 }
 
 /// `trellis proxy` for `workload`, trusting the mesh root and
-/// authenticating with the workload's token.
+/// authenticating with the workload's token. In a namespace of its own
+/// its traffic is captured (REDIRECT), and a gateway binds real ports.
 pub(crate) fn proxy(
     paths: &Paths,
     control_plane: &ControlPlaneState,
@@ -166,8 +207,21 @@ pub(crate) fn proxy(
     ]
     .map(str::to_owned)
     .to_vec();
+    if workload.proxy_type == ProxyRole::Router {
+        let credentials = super::ingress_gateway::credentials_dir(paths);
+        command.extend([
+            "--type".to_owned(),
+            "router".to_owned(),
+            "--credentials-dir".to_owned(),
+            utf8(&credentials)?.to_owned(),
+        ]);
+    }
     for (key, value) in &workload.labels {
         command.extend(["--label".to_owned(), format!("{key}={value}")]);
+    }
+    if workload.netns.is_some() {
+        command.extend(["--interception-mode".to_owned(), "REDIRECT".to_owned()]);
+        return Ok(command);
     }
     for (container_port, app_port) in &workload.app_ports {
         command.extend([
@@ -178,7 +232,10 @@ pub(crate) fn proxy(
     Ok(command)
 }
 
-/// `trellis demo-app` standing in for one container of `workload`.
+/// `trellis demo-app` standing in for one container of `workload`: on its
+/// private ports, calling through its sidecar's HTTP proxy; or, in a
+/// namespace of its own, on its container ports, calling Services by name
+/// (capture takes the calls to the sidecar).
 pub(crate) fn demo_app(
     exe: &str,
     plan: &WorkloadPlan,
@@ -197,8 +254,6 @@ pub(crate) fn demo_app(
         &workload.pod,
         "--namespace",
         &workload.namespace,
-        "--outbound-proxy",
-        &workload.outbound_proxy_url(),
         "--latency",
         &format!("{}ms", app.latency.as_secs_f64() * 1000.0),
         "--error-rate",
@@ -206,12 +261,17 @@ pub(crate) fn demo_app(
     ]
     .map(str::to_owned)
     .to_vec();
+    let listen_ip = match workload.netns {
+        // Like a container: every address of the pod.
+        Some(_) => Ipv4Addr::UNSPECIFIED,
+        None => {
+            command.extend(["--outbound-proxy".to_owned(), workload.outbound_proxy_url()]);
+            workload.address
+        }
+    };
     for port in &container.ports {
         let private = workload.app_ports[port];
-        command.extend([
-            "--listen".to_owned(),
-            format!("{}:{private}", workload.address),
-        ]);
+        command.extend(["--listen".to_owned(), format!("{listen_ip}:{private}")]);
     }
     command
 }

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use trellis_api::{AnyResource, ConfigError, Position, parse_yaml};
 
 /// Istio's Bookinfo, with the routing the walking skeleton demonstrates:
-/// every version's subsets, and reviews split 90/10 between v1 and v2.
-const BUNDLED_BOOKINFO: [(&str, &str); 3] = [
+/// every version's subsets, reviews split 90/10 between v1 and v2, and
+/// the product page served by the ingress gateway.
+const BUNDLED_BOOKINFO: [(&str, &str); 4] = [
     (
         "samples/bookinfo/platform/bookinfo.yaml",
         include_str!("../../../../samples/bookinfo/platform/bookinfo.yaml"),
@@ -24,6 +25,10 @@ const BUNDLED_BOOKINFO: [(&str, &str); 3] = [
     (
         "samples/bookinfo/networking/virtual-service-reviews-90-10.yaml",
         include_str!("../../../../samples/bookinfo/networking/virtual-service-reviews-90-10.yaml"),
+    ),
+    (
+        "samples/bookinfo/networking/bookinfo-gateway.yaml",
+        include_str!("../../../../samples/bookinfo/networking/bookinfo-gateway.yaml"),
     ),
 ];
 
@@ -198,17 +203,33 @@ pub fn is_watched(resource: &AnyResource) -> bool {
 /// The text to copy into the config directory for `file`: its documents
 /// that hold watched resources, verbatim (comments included), or `None`
 /// when it has none.
+#[cfg(test)]
 pub fn watched_text(file: &ManifestFile) -> Option<String> {
+    let verbatim = watched_text_with(file, |_, _| Ok::<_, std::convert::Infallible>(None));
+    verbatim.unwrap_or_else(|never| match never {})
+}
+
+/// The text to copy into the config directory for `file`: its documents
+/// that hold watched resources, verbatim (comments included), or `None`
+/// when it has none. Each kept document's resource and text are passed to
+/// `rewrite`, whose `Some(text)` replaces the document.
+pub fn watched_text_with<E>(
+    file: &ManifestFile,
+    mut rewrite: impl FnMut(&AnyResource, &str) -> Result<Option<String>, E>,
+) -> Result<Option<String>, E> {
     let documents = split_documents(&file.text);
-    let mut keep = vec![false; documents.len()];
+    let mut kept: Vec<Option<&AnyResource>> = vec![None; documents.len()];
     for resource in file.resources.iter().filter(|r| is_watched(r)) {
         let line = resource.source().line;
         if let Some(index) = documents.iter().rposition(|doc| doc.first_line <= line) {
-            keep[index] = true;
+            kept[index] = Some(resource);
         }
     }
     let mut text = String::new();
-    for (document, _) in documents.iter().zip(&keep).filter(|(_, keep)| **keep) {
+    for (document, resource) in documents.iter().zip(kept) {
+        let Some(resource) = resource else {
+            continue;
+        };
         if !text.is_empty() {
             if !text.ends_with('\n') {
                 text.push('\n');
@@ -217,9 +238,16 @@ pub fn watched_text(file: &ManifestFile) -> Option<String> {
                 text.push_str("---\n");
             }
         }
-        text.push_str(document.text);
+        match rewrite(resource, document.text)? {
+            Some(replaced) if document.starts_with_marker => {
+                text.push_str("---\n");
+                text.push_str(&replaced);
+            }
+            Some(replaced) => text.push_str(&replaced),
+            None => text.push_str(document.text),
+        }
     }
-    (!text.is_empty()).then_some(text)
+    Ok((!text.is_empty()).then_some(text))
 }
 
 /// One YAML document's text, including its leading `---` marker line.
@@ -286,7 +314,8 @@ mod tests {
         assert_eq!(kinds("Deployment"), 6);
         assert_eq!(kinds("Service"), 4);
         assert_eq!(kinds("DestinationRule"), 4);
-        assert_eq!(kinds("VirtualService"), 1);
+        assert_eq!(kinds("VirtualService"), 2);
+        assert_eq!(kinds("Gateway"), 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use trellis_api::{
     ServiceSpec, SourceRef,
 };
 
+use super::state::ProxyRole;
 use crate::demo_app::parse_error_rate;
 use trellis_api::parse_duration;
 
@@ -51,6 +52,8 @@ pub struct WorkloadPlan {
     /// Service name -> the container port its first port targets here:
     /// where `up` points a Service's URL.
     pub service_targets: BTreeMap<String, u16>,
+    /// A sidecar beside demo apps, or a gateway's lone proxy.
+    pub proxy_type: ProxyRole,
 }
 
 /// How each container's demo app presents itself and misbehaves.
@@ -165,6 +168,7 @@ fn plan_deployment(
         containers: ports.containers.clone(),
         entry_ports: ports.entry_ports.clone(),
         service_targets: ports.service_targets.clone(),
+        proxy_type: ProxyRole::Sidecar,
     };
     Ok((0..replicas).map(replica).collect())
 }

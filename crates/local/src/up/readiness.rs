@@ -1,6 +1,9 @@
-//! When is the mesh ready? Every sidecar reports ready (it holds a
-//! certificate and its first config), then every Service answers through
-//! its sidecar with a reply from a demo app whose calls all reached an app.
+//! When is the mesh ready? Every proxy (sidecars and gateways) reports
+//! ready (it holds a certificate and its first config), then every Service
+//! answers through its sidecar with a reply from a demo app whose calls all
+//! reached an app, and so does Bookinfo's product page through the ingress
+//! gateway. (Other gateway URLs are not probed: whether `/` has a route is
+//! up to the user's VirtualServices.)
 
 use std::fmt;
 use std::time::Duration;
@@ -45,7 +48,7 @@ impl fmt::Display for NotReady {
 
 #[derive(Debug, Clone)]
 struct Probe {
-    /// e.g. `sidecar of reviews-v2-0` or `service productpage`.
+    /// e.g. `proxy of reviews-v2-0` or `service productpage`.
     what: String,
     url: String,
     expects: Expectation,
@@ -60,28 +63,54 @@ enum Expectation {
     AppAnswer,
 }
 
-/// Waits until every probe of `state` passes, for at most `timeout`.
-pub(crate) async fn wait_until_ready(state: &UpState, timeout: Duration) -> Result<(), NotReady> {
-    let deadline = Instant::now() + timeout;
+/// Waits until every proxy of `state` is ready (holds a certificate and
+/// its first config), until `deadline`: apps start only then, as with
+/// Istio's `holdApplicationUntilProxyStarts`.
+pub(crate) async fn wait_for_proxies(state: &UpState, deadline: Instant) -> Result<(), NotReady> {
     let client = Client::builder(TokioExecutor::new()).build_http();
-    let sidecars = state.workloads.iter().map(|workload| Probe {
-        what: format!("sidecar of {}", workload.pod),
+    let waited = deadline.saturating_duration_since(Instant::now());
+    probe_until_passing(&client, proxy_probes(state), deadline)
+        .await
+        .map_err(|failing| NotReady { waited, failing })
+}
+
+fn proxy_probes(state: &UpState) -> Vec<Probe> {
+    let probe = |workload: &super::state::WorkloadState| Probe {
+        what: format!("proxy of {}", workload.pod),
         url: format!(
             "http://{}:{}/healthz/ready",
             workload.address, workload.health_port
         ),
         expects: Expectation::Ok,
         last_failure: "not probed yet".to_owned(),
-    });
+    };
+    state.workloads.iter().map(probe).collect()
+}
+
+/// Waits until every probe of `state` passes, for at most `timeout`.
+pub(crate) async fn wait_until_ready(state: &UpState, timeout: Duration) -> Result<(), NotReady> {
+    let deadline = Instant::now() + timeout;
+    let client = Client::builder(TokioExecutor::new()).build_http();
     let services = state.services.iter().map(|service| Probe {
         what: format!("service {}", service.name),
         url: service.url.clone(),
         expects: Expectation::AppAnswer,
         last_failure: "waiting for the sidecars".to_owned(),
     });
+    let gateways = state
+        .gateways
+        .iter()
+        .filter_map(|gateway| Some((gateway, gateway.url.as_ref()?)))
+        .filter(|(_, url)| url.ends_with("/productpage"))
+        .map(|(gateway, url)| Probe {
+            what: format!("gateway {}", gateway.name),
+            url: url.clone(),
+            expects: Expectation::AppAnswer,
+            last_failure: "waiting for the sidecars".to_owned(),
+        });
     // Services are probed once every sidecar is ready, so that their calls
     // go through sidecars that already route.
-    for phase in [sidecars.collect::<Vec<_>>(), services.collect()] {
+    for phase in [proxy_probes(state), services.chain(gateways).collect()] {
         probe_until_passing(&client, phase, deadline)
             .await
             .map_err(|failing| NotReady {
@@ -206,7 +235,7 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}/healthz/ready");
         let client = Client::builder(TokioExecutor::new()).build_http();
         let probe = Probe {
-            what: "sidecar of web-0".into(),
+            what: "proxy of web-0".into(),
             url: url.clone(),
             expects: Expectation::Ok,
             last_failure: String::new(),
@@ -221,7 +250,7 @@ mod tests {
         };
         let text = error.to_string();
         assert!(
-            text.contains(&format!("sidecar of web-0 ({url}): ")),
+            text.contains(&format!("proxy of web-0 ({url}): ")),
             "{text}"
         );
         assert!(text.contains("onnect"), "{text}");

@@ -40,6 +40,17 @@ pub const SCHEMA_VERSION: u32 = 1;
 ///     {"name": "productpage", "namespace": "default",
 ///      "url": "http://127.42.0.7:9080/productpage"}
 ///   ],
+///   "network": null,                         // with --netns: {"bridge": "trellis-k3x9q2",
+///                                             //   "bridgeAddress": "10.42.0.1", "serviceRange": "10.96.0.0/16"}
+///   "gateways": [{                            // Istio's ingress gateway
+///     "name": "istio-ingressgateway",
+///     "namespace": "istio-system",
+///     "pod": "istio-ingressgateway-0",
+///     "address": "127.42.0.8",
+///     "ports": [{"port": 80, "listenPort": 10080,  // Gateway port -> where it listens
+///                "protocol": "HTTP"}],              // or "HTTPS"
+///     "url": "http://127.42.0.8:10080/productpage"  // null without HTTP servers
+///   }],
 ///   "workloads": [{
 ///     "name": "reviews-v2",                   // the Deployment
 ///     "namespace": "default",
@@ -54,8 +65,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 ///     "adminPort": 15000,
 ///     "statsPort": 15090,                     // Prometheus /stats/prometheus
 ///     "healthPort": 15021,                    // /healthz/ready
+///     "proxyType": "sidecar",                 // "router" for a gateway
 ///     "tokenFile": "/tmp/trellis-up-x1y2/tokens/default.reviews-v2-0.token",
 ///     "workloadEntry": "/tmp/trellis-up-x1y2/config/workload-default.reviews-v2-0.yaml",
+///     "netns": null,                          // with --netns: "trellis-k3x9q2-reviews-v2-0"
 ///     "proxyPid": 4250,
 ///     "appPids": [4249]                       // one demo app per container
 ///   }]
@@ -72,7 +85,71 @@ pub struct UpState {
     pub address_range: String,
     pub control_plane: ControlPlaneState,
     pub services: Vec<ServiceState>,
+    /// The bridge joining the pods' namespaces, with `--netns`.
+    #[serde(default)]
+    pub network: Option<NetworkState>,
+    #[serde(default)]
+    pub gateways: Vec<GatewayState>,
     pub workloads: Vec<WorkloadState>,
+}
+
+/// `up --netns`'s network: a bridge in the host's namespace (the control
+/// plane listens on its address) and the range of Services' cluster IPs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkState {
+    pub bridge: String,
+    pub bridge_address: Ipv4Addr,
+    pub service_range: String,
+}
+
+/// A gateway workload (also listed in `workloads`) and where it serves
+/// its Gateways' HTTP servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayState {
+    pub name: String,
+    pub namespace: String,
+    pub pod: String,
+    pub address: Ipv4Addr,
+    /// The HTTP and HTTPS server ports of the Gateways selecting it when
+    /// `up` started.
+    pub ports: Vec<GatewayPort>,
+    /// Its first HTTP port (Bookinfo's product page when Bookinfo runs).
+    pub url: Option<String>,
+    /// Where it reads the certificates HTTPS servers name
+    /// (`credentialName`): `DIR/NAME/tls.crt` and `DIR/NAME/tls.key`.
+    pub credentials_dir: PathBuf,
+}
+
+/// A Gateway server port, and the port the gateway binds for it (the same
+/// unless below 1024, which needs root: then port + 10000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayPort {
+    pub port: u16,
+    pub listen_port: u16,
+    pub protocol: GatewayProtocol,
+}
+
+/// What a gateway port serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum GatewayProtocol {
+    Http,
+    /// TLS terminated with the server's `credentialName`.
+    Https,
+}
+
+/// Which proxy runs for a workload (`trellis proxy --type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyRole {
+    /// Beside the workload's apps.
+    #[default]
+    Sidecar,
+    /// A gateway: the proxy alone, serving Gateway servers.
+    Router,
 }
 
 /// The control plane process and its listeners.
@@ -88,6 +165,13 @@ pub struct ControlPlaneState {
     pub workload_tokens: PathBuf,
     /// The full argv (program first), to restart it exactly as `up` did.
     pub command: Vec<String>,
+}
+
+impl ControlPlaneState {
+    /// The mesh dashboard, served on the monitoring port.
+    pub fn dashboard_url(&self) -> String {
+        format!("http://{}/dashboard/", self.monitoring_address)
+    }
 }
 
 /// Where to reach one Service: its first workload's sidecar.
@@ -117,8 +201,14 @@ pub struct WorkloadState {
     pub admin_port: u16,
     pub stats_port: u16,
     pub health_port: u16,
+    #[serde(default)]
+    pub proxy_type: ProxyRole,
     pub token_file: PathBuf,
     pub workload_entry: PathBuf,
+    /// The network namespace it runs in (`--netns`); its hosts file is
+    /// `/etc/netns/NETNS/hosts`.
+    #[serde(default)]
+    pub netns: Option<String>,
     pub proxy_pid: u32,
     pub app_pids: Vec<u32>,
 }
@@ -180,6 +270,20 @@ mod tests {
                 namespace: "default".into(),
                 url: "http://127.42.0.2:9080/productpage".into(),
             }],
+            network: None,
+            gateways: vec![GatewayState {
+                name: "istio-ingressgateway".into(),
+                namespace: "istio-system".into(),
+                pod: "istio-ingressgateway-0".into(),
+                address: Ipv4Addr::new(127, 42, 0, 3),
+                ports: vec![GatewayPort {
+                    port: 80,
+                    listen_port: 10080,
+                    protocol: GatewayProtocol::Http,
+                }],
+                url: Some("http://127.42.0.3:10080/".into()),
+                credentials_dir: state_dir.join("config/credentials"),
+            }],
             workloads: vec![WorkloadState {
                 name: "productpage-v1".into(),
                 namespace: "default".into(),
@@ -194,8 +298,10 @@ mod tests {
                 admin_port: 15000,
                 stats_port: 15090,
                 health_port: 15021,
+                proxy_type: ProxyRole::Sidecar,
                 token_file: state_dir.join("tokens/default.productpage-v1-0.token"),
                 workload_entry: state_dir.join("config/workload-default.productpage-v1-0.yaml"),
+                netns: None,
                 proxy_pid: 13,
                 app_pids: vec![12],
             }],
@@ -221,6 +327,8 @@ mod tests {
             "bookinfo-productpage"
         );
         assert_eq!(json["configDir"], "/s/config");
+        assert_eq!(json["gateways"][0]["ports"][0]["listenPort"], 10080);
+        assert_eq!(json["workloads"][0]["proxyType"], "sidecar");
         let workload = &sample(Path::new("/s")).workloads[0];
         assert_eq!(workload.outbound_proxy_url(), "http://127.42.0.2:15001");
     }

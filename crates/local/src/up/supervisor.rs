@@ -19,6 +19,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::netns::PodEntry;
 use crate::parent_death::die_with_parent;
 
 /// How long SIGKILLed children may take to be reaped before `up` stops
@@ -90,6 +91,18 @@ impl Supervisor {
     /// pid. Call from an async task or the main thread (see
     /// [`die_with_parent`]).
     pub fn spawn(&mut self, name: &str, argv: &[String], role: Role) -> anyhow::Result<u32> {
+        self.spawn_in(name, argv, role, None)
+    }
+
+    /// [`spawn`](Self::spawn), inside a pod's network namespace when
+    /// `pod` is given (`up --netns`).
+    pub fn spawn_in(
+        &mut self,
+        name: &str,
+        argv: &[String],
+        role: Role,
+        pod: Option<&PodEntry>,
+    ) -> anyhow::Result<u32> {
         let (program, args) = argv.split_first().context("empty command line")?;
         let mut command = Command::new(program);
         command
@@ -99,6 +112,11 @@ impl Supervisor {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
+        // Entering the pod changes credentials, which clears the
+        // parent-death signal: so it comes first.
+        if let Some(pod) = pod {
+            pod.apply(command.as_std_mut());
+        }
         die_with_parent(command.as_std_mut());
         let mut child = command
             .spawn()

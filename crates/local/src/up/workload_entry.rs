@@ -105,6 +105,7 @@ mod tests {
             }],
             entry_ports: BTreeMap::from([("http".into(), 9080)]),
             service_targets: BTreeMap::from([("reviews".into(), 9080)]),
+            proxy_type: crate::up::state::ProxyRole::Sidecar,
         }
     }
 

@@ -9,6 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::jwt::VerifiedJwt;
+use metadata::MetadataPath;
+
+mod metadata;
+
 /// A header a `REQ`/`RESP` operator reads: a pseudo-header or a real one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderKey {
@@ -26,6 +31,7 @@ enum Operator {
     ResponseCode,
     ResponseFlags,
     ResponseCodeDetails,
+    ConnectionTerminationDetails,
     BytesReceived,
     BytesSent,
     Duration,
@@ -39,6 +45,7 @@ enum Operator {
     /// Indexes into the captured request headers: the header, then `?` fallback.
     Request(usize, Option<usize>),
     Response(usize, Option<usize>),
+    DynamicMetadata(MetadataPath),
     /// Known to Envoy or not, the proxy has no value for it.
     Unavailable,
 }
@@ -60,6 +67,9 @@ pub struct LogEntry<'a> {
     pub response_code: u16,
     pub response_flags: &'static str,
     pub response_code_details: &'static str,
+    /// Why a network filter closed the connection (Envoy's
+    /// `CONNECTION_TERMINATION_DETAILS`), e.g. network RBAC's denial.
+    pub connection_termination_details: Option<&'a str>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub upstream_host: Option<SocketAddr>,
@@ -72,6 +82,8 @@ pub struct LogEntry<'a> {
     /// Values of [`LogFormat::request_keys`], in order.
     pub request_headers: &'a [Option<HeaderValue>],
     pub response_headers: &'a [Option<HeaderValue>],
+    /// The request's verified JWT, the source of its dynamic metadata.
+    pub jwt: Option<&'a VerifiedJwt>,
 }
 
 /// A parsed format string.
@@ -89,6 +101,8 @@ pub enum FormatError {
     CustomStartTime,
     #[error("operator {0} needs a header name")]
     MissingHeader(String),
+    #[error("operator {0} needs a metadata namespace")]
+    MissingNamespace(String),
 }
 
 impl LogFormat {
@@ -140,6 +154,7 @@ impl LogFormat {
             "RESPONSE_CODE" => Operator::ResponseCode,
             "RESPONSE_FLAGS" => Operator::ResponseFlags,
             "RESPONSE_CODE_DETAILS" => Operator::ResponseCodeDetails,
+            "CONNECTION_TERMINATION_DETAILS" => Operator::ConnectionTerminationDetails,
             "BYTES_RECEIVED" => Operator::BytesReceived,
             "BYTES_SENT" => Operator::BytesSent,
             "DURATION" => Operator::Duration,
@@ -151,6 +166,15 @@ impl LogFormat {
             "ROUTE_NAME" => Operator::RouteName,
             "DOWNSTREAM_PEER_URI_SAN" => Operator::DownstreamPeerUriSan,
             "UPSTREAM_PEER_URI_SAN" => Operator::UpstreamPeerUriSan,
+            "DYNAMIC_METADATA" | "METADATA" => {
+                let argument =
+                    argument.ok_or_else(|| FormatError::MissingNamespace(name.into()))?;
+                Operator::DynamicMetadata(if name == "METADATA" {
+                    MetadataPath::parse_typed(argument)
+                } else {
+                    MetadataPath::parse(argument)
+                })
+            }
             "REQ" | "RESP" => {
                 let argument = argument.ok_or_else(|| FormatError::MissingHeader(name.into()))?;
                 let keys = if name == "REQ" {
@@ -289,6 +313,9 @@ fn render_operator(operator: &Operator, entry: &LogEntry<'_>, out: &mut String) 
         Operator::ResponseCode => write!(out, "{}", entry.response_code),
         Operator::ResponseFlags => out.write_str(entry.response_flags),
         Operator::ResponseCodeDetails => out.write_str(entry.response_code_details),
+        Operator::ConnectionTerminationDetails => {
+            optional(out, entry.connection_termination_details)
+        }
         Operator::BytesReceived => write!(out, "{}", entry.bytes_received),
         Operator::BytesSent => write!(out, "{}", entry.bytes_sent),
         Operator::Duration => write!(out, "{}", entry.duration.as_millis()),
@@ -304,6 +331,10 @@ fn render_operator(operator: &Operator, entry: &LogEntry<'_>, out: &mut String) 
         }
         Operator::Response(primary, fallback) => {
             header(out, entry.response_headers, *primary, *fallback)
+        }
+        Operator::DynamicMetadata(path) => {
+            path.render(entry.jwt, out);
+            Ok(())
         }
         Operator::Unavailable => Ok(()),
     };

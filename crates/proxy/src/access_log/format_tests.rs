@@ -14,6 +14,7 @@ fn entry<'a>(
         response_code: 200,
         response_flags: "-",
         response_code_details: "via_upstream",
+        connection_termination_details: None,
         bytes_received: 0,
         bytes_sent: 178,
         upstream_host: Some("127.0.0.2:9080".parse().unwrap()),
@@ -25,6 +26,7 @@ fn entry<'a>(
         route_name: None,
         request_headers: request,
         response_headers: response,
+        jwt: None,
     }
 }
 
@@ -99,6 +101,32 @@ fn rejects_what_it_cannot_render() {
     assert!(matches!(
         LogFormat::parse("%REQ%"),
         Err(FormatError::MissingHeader(_))
+    ));
+}
+
+#[test]
+fn renders_the_request_principal_from_dynamic_metadata() {
+    let format = LogFormat::parse(
+        "%DYNAMIC_METADATA(istio_authn:request.auth.principal)% \
+         %METADATA(DYNAMIC:envoy.filters.http.jwt_authn:payload:sub)%",
+    )
+    .unwrap();
+    let jwt = crate::jwt::VerifiedJwt {
+        principal: "issuer.example/alice".into(),
+        metadata_key: "payload".into(),
+        payload: serde_json::json!({"iss": "issuer.example", "sub": "alice"}),
+    };
+    let mut line = String::new();
+    let authenticated = LogEntry {
+        jwt: Some(&jwt),
+        ..entry(&[], &[])
+    };
+    format.render(&authenticated, &mut line);
+    assert_eq!(line, "issuer.example/alice alice");
+    assert_eq!(render(&format, &HeaderMap::new(), &HeaderMap::new()), "- -");
+    assert!(matches!(
+        LogFormat::parse("%DYNAMIC_METADATA%"),
+        Err(FormatError::MissingNamespace(_))
     ));
 }
 

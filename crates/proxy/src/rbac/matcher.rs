@@ -13,8 +13,22 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
 };
 use regex::Regex;
 
-use super::RequestFacts;
-use crate::unsupported::Unsupported;
+use super::metadata::JwtMetadata;
+use super::{Facts, RequestFacts};
+use crate::unsupported::{Unsupported, reject_if};
+
+/// Which filter a policy is compiled for, and so which facts it may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// The HTTP filter: everything but the TLS server name.
+    Http,
+    /// The network filter: only what a connection shows.
+    Network,
+}
+
+fn http_only(layer: Layer, what: &'static str) -> Result<(), Unsupported> {
+    reject_if(layer == Layer::Network, what)
+}
 
 #[derive(Debug)]
 pub enum Permission {
@@ -27,6 +41,8 @@ pub enum Permission {
     UrlPath(Text),
     DestinationPort(u16),
     DestinationIp(Cidr),
+    /// The TLS server name (network filter only).
+    RequestedServerName(Text),
 }
 
 #[derive(Debug)]
@@ -41,68 +57,84 @@ pub enum Principal {
     /// `source_ip`; also `remote_ip`, as no trusted proxy hops are set).
     SourceIp(Cidr),
     Header(Header),
+    /// A claim of the request's verified JWT (`request.auth.*`).
+    JwtMetadata(JwtMetadata),
 }
 
 impl Permission {
-    pub fn compile(permission: &xds::Permission) -> Result<Permission, Unsupported> {
+    pub fn compile(permission: &xds::Permission, layer: Layer) -> Result<Permission, Unsupported> {
         use permission::Rule;
         let set = |set: &permission::Set| {
             set.rules
                 .iter()
-                .map(Permission::compile)
+                .map(|rule| Permission::compile(rule, layer))
                 .collect::<Result<Vec<_>, _>>()
         };
         Ok(match permission.rule.as_ref() {
             Some(Rule::Any(true)) => Permission::Any,
             Some(Rule::AndRules(rules)) => Permission::And(set(rules)?),
             Some(Rule::OrRules(rules)) => Permission::Or(set(rules)?),
-            Some(Rule::NotRule(rule)) => Permission::Not(Box::new(Permission::compile(rule)?)),
-            Some(Rule::Header(header)) => Permission::Header(Header::compile(header)?),
-            Some(Rule::UrlPath(path)) => Permission::UrlPath(url_path(path)?),
+            Some(Rule::NotRule(rule)) => {
+                Permission::Not(Box::new(Permission::compile(rule, layer)?))
+            }
+            Some(Rule::Header(header)) => {
+                http_only(layer, "network rbac header permission")?;
+                Permission::Header(Header::compile(header)?)
+            }
+            Some(Rule::UrlPath(path)) => {
+                http_only(layer, "network rbac url_path permission")?;
+                Permission::UrlPath(url_path(path)?)
+            }
+            Some(Rule::RequestedServerName(name)) => {
+                Permission::RequestedServerName(Text::compile(name)?)
+            }
             Some(Rule::DestinationPort(port)) => Permission::DestinationPort(
                 u16::try_from(*port).map_err(|_| Unsupported("rbac destination_port"))?,
             ),
             Some(Rule::DestinationIp(range)) => Permission::DestinationIp(Cidr::compile(range)?),
             _ => {
                 return Err(Unsupported(
-                    "rbac permission other than any, and/or/not, header, url_path, destination_port or destination_ip",
+                    "rbac permission other than any, and/or/not, header, url_path, destination_port, destination_ip or requested_server_name",
                 ));
             }
         })
     }
 
-    pub fn matches(&self, request: &RequestFacts<'_>) -> bool {
+    pub(super) fn matches(&self, facts: Facts<'_>) -> bool {
         match self {
             Permission::Any => true,
-            Permission::And(rules) => rules.iter().all(|r| r.matches(request)),
-            Permission::Or(rules) => rules.iter().any(|r| r.matches(request)),
-            Permission::Not(rule) => !rule.matches(request),
-            Permission::Header(header) => header.matches(request),
-            Permission::UrlPath(text) => {
+            Permission::And(rules) => rules.iter().all(|r| r.matches(facts)),
+            Permission::Or(rules) => rules.iter().any(|r| r.matches(facts)),
+            Permission::Not(rule) => !rule.matches(facts),
+            Permission::Header(header) => facts.request().is_some_and(|r| header.matches(r)),
+            Permission::UrlPath(text) => facts.request().is_some_and(|request| {
                 let path = request.path.split(['?', '#']).next().unwrap_or_default();
                 text.matches(path)
+            }),
+            Permission::DestinationPort(port) => facts.destination().port() == *port,
+            Permission::DestinationIp(cidr) => cidr.contains(facts.destination().ip()),
+            Permission::RequestedServerName(text) => {
+                text.matches(facts.server_name().unwrap_or_default())
             }
-            Permission::DestinationPort(port) => request.destination.port() == *port,
-            Permission::DestinationIp(cidr) => cidr.contains(request.destination.ip()),
         }
     }
 }
 
 impl Principal {
-    #[allow(deprecated)] // source_ip: older control planes still send it
-    pub fn compile(principal: &xds::Principal) -> Result<Principal, Unsupported> {
+    #[allow(deprecated)] // source_ip and metadata: control planes (Istio) still send them
+    pub fn compile(principal: &xds::Principal, layer: Layer) -> Result<Principal, Unsupported> {
         use principal::Identifier;
         let set = |set: &principal::Set| {
             set.ids
                 .iter()
-                .map(Principal::compile)
+                .map(|id| Principal::compile(id, layer))
                 .collect::<Result<Vec<_>, _>>()
         };
         Ok(match principal.identifier.as_ref() {
             Some(Identifier::Any(true)) => Principal::Any,
             Some(Identifier::AndIds(ids)) => Principal::And(set(ids)?),
             Some(Identifier::OrIds(ids)) => Principal::Or(set(ids)?),
-            Some(Identifier::NotId(id)) => Principal::Not(Box::new(Principal::compile(id)?)),
+            Some(Identifier::NotId(id)) => Principal::Not(Box::new(Principal::compile(id, layer)?)),
             Some(Identifier::Authenticated(authenticated)) => Principal::Authenticated(
                 authenticated
                     .principal_name
@@ -115,28 +147,38 @@ impl Principal {
                 | Identifier::SourceIp(range)
                 | Identifier::RemoteIp(range),
             ) => Principal::SourceIp(Cidr::compile(range)?),
-            Some(Identifier::Header(header)) => Principal::Header(Header::compile(header)?),
+            Some(Identifier::Header(header)) => {
+                http_only(layer, "network rbac header principal")?;
+                Principal::Header(Header::compile(header)?)
+            }
+            Some(Identifier::Metadata(matcher)) => {
+                http_only(layer, "network rbac metadata principal")?;
+                Principal::JwtMetadata(JwtMetadata::compile(matcher)?)
+            }
             _ => {
                 return Err(Unsupported(
-                    "rbac principal other than any, and/or/not ids, authenticated, source ip or header",
+                    "rbac principal other than any, and/or/not ids, authenticated, source ip, header or metadata",
                 ));
             }
         })
     }
 
-    pub fn matches(&self, request: &RequestFacts<'_>) -> bool {
+    pub(super) fn matches(&self, facts: Facts<'_>) -> bool {
         match self {
             Principal::Any => true,
-            Principal::And(ids) => ids.iter().all(|id| id.matches(request)),
-            Principal::Or(ids) => ids.iter().any(|id| id.matches(request)),
-            Principal::Not(id) => !id.matches(request),
-            Principal::Authenticated(name) => match (request.principal, name) {
+            Principal::And(ids) => ids.iter().all(|id| id.matches(facts)),
+            Principal::Or(ids) => ids.iter().any(|id| id.matches(facts)),
+            Principal::Not(id) => !id.matches(facts),
+            Principal::Authenticated(name) => match (facts.principal(), name) {
                 (None, _) => false,
                 (Some(_), None) => true,
                 (Some(principal), Some(name)) => name.matches(principal),
             },
-            Principal::SourceIp(cidr) => cidr.contains(request.source.ip()),
-            Principal::Header(header) => header.matches(request),
+            Principal::SourceIp(cidr) => cidr.contains(facts.source().ip()),
+            Principal::Header(header) => facts.request().is_some_and(|r| header.matches(r)),
+            Principal::JwtMetadata(metadata) => {
+                metadata.matches(facts.request().and_then(|r| r.jwt))
+            }
         }
     }
 }

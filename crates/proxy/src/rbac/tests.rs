@@ -86,6 +86,8 @@ fn verdict(filter: &RbacFilter, request: &Request) -> Verdict {
         principal: request.principal,
         source: request.source.parse().unwrap(),
         destination: "127.0.0.5:9080".parse().unwrap(),
+        jwt: None,
+        server_name: None,
     })
 }
 
@@ -229,22 +231,45 @@ fn unimplemented_config_is_rejected() {
         ..Default::default()
     };
     assert!(RbacFilter::compile(&with_shadow.encode_to_vec()).is_err());
-    let requested_server_name = RbacConfig {
-        rules: Some(Rbac {
-            policies: [(
-                "sni".to_string(),
-                Policy {
-                    permissions: vec![rule(permission::Rule::RequestedServerName(text(
-                        MatchPattern::Exact("a".into()),
-                    )))],
-                    principals: vec![any_principal()],
-                    ..Default::default()
-                },
-            )]
-            .into(),
-            ..Default::default()
-        }),
-        ..Default::default()
+}
+
+/// `connection.sni` on HTTP: the server name of the request's connection.
+#[test]
+fn requested_server_name_reads_the_connections_client_hello() {
+    let deny = filter(
+        XdsAction::Deny,
+        vec![(
+            "sni",
+            Policy {
+                permissions: vec![rule(permission::Rule::RequestedServerName(text(
+                    MatchPattern::Suffix(".internal".into()),
+                )))],
+                principals: vec![any_principal()],
+                ..Default::default()
+            },
+        )],
+    );
+    let headers = HeaderMap::new();
+    let facts = |server_name| RequestFacts {
+        method: "GET",
+        authority: "reviews:9080",
+        path: "/",
+        headers: &headers,
+        principal: None,
+        source: "127.0.0.9:40000".parse().unwrap(),
+        destination: "127.0.0.5:9080".parse().unwrap(),
+        jwt: None,
+        server_name,
     };
-    assert!(RbacFilter::compile(&requested_server_name.encode_to_vec()).is_err());
+    assert!(matches!(
+        deny.evaluate(&facts(Some("db.internal"))),
+        Verdict::Denied { policy: Some(_) }
+    ));
+    for allowed in [Some("db.example.com"), None] {
+        assert_eq!(
+            deny.evaluate(&facts(allowed)),
+            Verdict::Allowed,
+            "{allowed:?}"
+        );
+    }
 }

@@ -43,6 +43,7 @@ fn productpage() -> NodeInfo {
         interception: Interception::None,
         app_ports: [(9080, 20000)].into(),
         outbound_port: 15001,
+        locality: String::new(),
     }
 }
 

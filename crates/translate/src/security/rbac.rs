@@ -1,4 +1,5 @@
-//! AuthorizationPolicy as Envoy RBAC HTTP filters, in Istio's order: an
+//! AuthorizationPolicy as Envoy RBAC HTTP filters (and, for TCP chains,
+//! network RBAC filters over connections: see `tcp.rs`), in Istio's order: an
 //! AUDIT (LOG) filter, then DENY, then ALLOW. A DENY filter exists when a
 //! DENY (or CUSTOM, see below) policy selects the workload; an ALLOW filter
 //! when any ALLOW policy does, so that an ALLOW policy without rules leaves
@@ -10,8 +11,11 @@
 //! destination conditions, its principals the `from` sources and the other
 //! conditions, each list a conjunction.
 
+mod request_auth;
 mod rule;
+mod tcp;
 
+use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
 use envoy_types::pb::envoy::config::rbac::v3::{Policy, Rbac, rbac::Action};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpFilter, http_filter,
@@ -23,12 +27,52 @@ use trellis_config::Snapshot;
 use trellis_xds::NodeInfo;
 
 use super::{is_root, selects};
+use rule::Layer;
 
 pub const RBAC_FILTER: &str = "envoy.filters.http.rbac";
 const RBAC_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+pub const NETWORK_RBAC_FILTER: &str = "envoy.filters.network.rbac";
+const NETWORK_RBAC_FILTER_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
+/// Istio's stat prefix for the network filter.
+const NETWORK_STAT_PREFIX: &str = "tcp.";
 
 /// The RBAC filters `node`'s inbound connection managers run before the router.
 pub fn rbac_filters(snapshot: &Snapshot, node: &NodeInfo) -> Vec<HttpFilter> {
+    rules_by_action(snapshot, node, Layer::Http)
+        .into_iter()
+        .map(|(action, rules)| HttpFilter {
+            name: RBAC_FILTER.into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(Any {
+                type_url: RBAC_FILTER_TYPE.into(),
+                value: encode_filter(action, rules, None),
+            })),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The network RBAC filters `node`'s inbound TCP chains run before
+/// tcp_proxy: the same policies, as `tcp.rs` reads them for connections.
+pub fn network_rbac_filters(snapshot: &Snapshot, node: &NodeInfo) -> Vec<Filter> {
+    rules_by_action(snapshot, node, Layer::Tcp)
+        .into_iter()
+        .map(|(action, rules)| Filter {
+            name: NETWORK_RBAC_FILTER.into(),
+            config_type: Some(filter::ConfigType::TypedConfig(Any {
+                type_url: NETWORK_RBAC_FILTER_TYPE.into(),
+                value: encode_filter(action, rules, Some(NETWORK_STAT_PREFIX)),
+            })),
+        })
+        .collect()
+}
+
+/// The rules of each filter, in Istio's order (AUDIT, DENY, ALLOW).
+fn rules_by_action(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    layer: Layer,
+) -> Vec<(Action, Vec<(String, Policy)>)> {
     let selected: Vec<_> = snapshot
         .authorization_policies()
         .filter(|policy| applies(policy, node))
@@ -47,8 +91,10 @@ pub fn rbac_filters(snapshot: &Snapshot, node: &NodeInfo) -> Vec<HttpFilter> {
             .filter(|p| wanted.contains(&p.spec.action))
             .collect();
         if !policies.is_empty() {
-            let rules = policies.iter().flat_map(|policy| named_rules(policy));
-            filters.push(rbac_filter(action, rules.collect()));
+            let rules = policies
+                .iter()
+                .flat_map(|policy| named_rules(policy, layer));
+            filters.push((action, rules.collect()));
         }
     }
     filters
@@ -66,10 +112,20 @@ fn applies(policy: &Resource<AuthorizationPolicy>, node: &NodeInfo) -> bool {
 
 /// Each rule of `policy` under its Istio name; a rule this proxy cannot
 /// enforce fails closed (see the module docs of `security`).
-fn named_rules(policy: &Resource<AuthorizationPolicy>) -> Vec<(String, Policy)> {
+fn named_rules(policy: &Resource<AuthorizationPolicy>, layer: Layer) -> Vec<(String, Policy)> {
     let action = policy.spec.action;
     let mut rules = Vec::new();
     for (index, rule) in policy.spec.rules.iter().enumerate() {
+        let rule = match layer {
+            Layer::Http => rule.clone(),
+            Layer::Tcp => match tcp::l4_rule(rule, action) {
+                Some(rule) => rule,
+                None => {
+                    tracing::debug!(policy = %policy.key(), rule = index, "an ALLOW rule with HTTP-only fields matches no TCP connection");
+                    continue;
+                }
+            },
+        };
         let name = format!(
             "ns[{}]-policy[{}]-rule[{index}]",
             policy.namespace(),
@@ -77,7 +133,7 @@ fn named_rules(policy: &Resource<AuthorizationPolicy>) -> Vec<(String, Policy)> 
         );
         let translated = match action {
             AuthorizationAction::Custom => Err(rule::Unsupported::CustomAction),
-            _ => rule::translate(rule),
+            _ => rule::translate(&rule),
         };
         match translated {
             Ok(translated) => rules.push((name, translated)),
@@ -98,25 +154,19 @@ fn named_rules(policy: &Resource<AuthorizationPolicy>) -> Vec<(String, Policy)> 
     rules
 }
 
-fn rbac_filter(action: Action, mut rules: Vec<(String, Policy)>) -> HttpFilter {
-    rules.sort_by(|a, b| a.0.cmp(&b.0));
-    HttpFilter {
-        name: RBAC_FILTER.into(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(Any {
-            type_url: RBAC_FILTER_TYPE.into(),
-            value: encode_filter(action, &rules),
-        })),
-        ..Default::default()
-    }
-}
-
-/// The filter's `RBAC { rules: RBAC { action, policies } }`, encoded with
-/// the policies in name order. prost encodes a map in its hash order, which
-/// changes from run to run; resource versions are hashes of the encoding,
-/// so an unstable order would re-push unchanged config. Protobuf merges
+/// The filter's `RBAC { rules: RBAC { action, policies } }` (and, for the
+/// network filter, its `stat_prefix`), encoded with the policies in
+/// name order. prost encodes a map in its hash order, which changes from
+/// run to run; resource versions are hashes of the encoding, so an
+/// unstable order would re-push unchanged config. Protobuf merges
 /// concatenated encodings of a message, and appends map entries, so each
 /// entry is encoded on its own and appended in order.
-fn encode_filter(action: Action, rules: &[(String, Policy)]) -> Vec<u8> {
+fn encode_filter(
+    action: Action,
+    mut rules: Vec<(String, Policy)>,
+    stat_prefix: Option<&str>,
+) -> Vec<u8> {
+    rules.sort_by(|a, b| a.0.cmp(&b.0));
     let mut inner = Rbac {
         action: action as i32,
         ..Default::default()
@@ -124,19 +174,29 @@ fn encode_filter(action: Action, rules: &[(String, Policy)]) -> Vec<u8> {
     .encode_to_vec();
     for (name, policy) in rules {
         let entry = Rbac {
-            policies: [(name.clone(), policy.clone())].into(),
+            policies: [(name, policy)].into(),
             ..Default::default()
         };
         entry.encode(&mut inner).expect("a Vec grows as needed");
     }
-    // Field 1 (`rules`) of the HTTP filter's RBAC, length-delimited.
-    let mut outer = Vec::with_capacity(inner.len() + 8);
+    let mut outer = Vec::with_capacity(inner.len() + 16);
     prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut outer);
     prost::encoding::encode_varint(inner.len() as u64, &mut outer);
     outer.extend_from_slice(&inner);
+    if let Some(prefix) = stat_prefix {
+        let rest = envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac {
+            stat_prefix: prefix.into(),
+            ..Default::default()
+        };
+        rest.encode(&mut outer).expect("a Vec grows as needed");
+    }
     debug_assert_eq!(
         RBAC_FILTER_TYPE,
         envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac::type_url()
+    );
+    debug_assert_eq!(
+        NETWORK_RBAC_FILTER_TYPE,
+        envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac::type_url()
     );
     outer
 }

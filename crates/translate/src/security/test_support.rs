@@ -26,6 +26,7 @@ pub fn sidecar(namespace: &str, app: &str) -> NodeInfo {
         interception: Interception::None,
         app_ports: [(9080, 20000), (9090, 20001)].into(),
         outbound_port: 15001,
+        locality: String::new(),
     }
 }
 

@@ -30,8 +30,9 @@ fn bookinfo(root: &Path) -> Fixture {
     let plan = plan::plan(manifests.resources()).unwrap();
     // A range of its own, so parallel tests never share an address.
     let mut addresses = "127.77.7.0/24".parse::<AddressRange>().unwrap().allocator();
-    let control_plane = control_plane(&paths, addresses.allocate().unwrap()).unwrap();
-    let workloads = place_workloads(&plan, &mut addresses, &paths).unwrap();
+    let control_plane =
+        control_plane(&paths, &MeshFlags::default(), addresses.allocate().unwrap()).unwrap();
+    let workloads = place_workloads(&plan, &mut addresses, &paths, Isolation::Loopback).unwrap();
     Fixture {
         plan,
         workloads,
@@ -109,6 +110,40 @@ fn proxies_get_identity_labels_and_app_ports() {
 }
 
 #[test]
+fn the_ingress_gateway_runs_a_router_proxy_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let paths = paths_in(root.path());
+    let mut plan = plan::plan(manifests::load(&[]).unwrap().resources()).unwrap();
+    crate::up::ingress_gateway::add_to(&mut plan);
+    let mut addresses = "127.77.8.0/24".parse::<AddressRange>().unwrap().allocator();
+    let control_plane =
+        control_plane(&paths, &MeshFlags::default(), addresses.allocate().unwrap()).unwrap();
+    let workloads = place_workloads(&plan, &mut addresses, &paths, Isolation::Loopback).unwrap();
+    let gateway = workloads.last().unwrap();
+    assert_eq!(gateway.pod, "istio-ingressgateway-0");
+    assert_eq!(gateway.namespace, "istio-system");
+    assert!(gateway.app_ports.is_empty());
+    let command = proxy(&paths, &control_plane, gateway).unwrap().join(" ");
+    let credentials = root.path().join("config/credentials");
+    assert!(
+        command.contains(&format!(
+            "--type router --credentials-dir {} ",
+            credentials.display()
+        )),
+        "{command}"
+    );
+    assert!(command.contains("--service-account istio-ingressgateway-service-account "));
+    assert!(command.contains("--label istio=ingressgateway"));
+    assert!(!command.contains("--app-port"));
+    // Nothing else serves a Service from the gateway's address.
+    assert!(
+        services(&plan, &workloads)
+            .iter()
+            .all(|s| !s.url.contains(&gateway.address.to_string()))
+    );
+}
+
+#[test]
 fn demo_app_commands_parse_back() {
     let root = tempfile::tempdir().unwrap();
     let mut fixture = bookinfo(root.path());
@@ -166,4 +201,73 @@ fn service_urls_point_at_the_first_workloads_sidecar() {
         .find(|w| w.pod == "reviews-v1-0")
         .unwrap();
     assert_eq!(urls[2].url, format!("http://{}:9080/", reviews_v1.address));
+}
+
+#[test]
+fn workloads_in_namespaces_are_captured_and_keep_their_ports() {
+    let root = tempfile::tempdir().unwrap();
+    let paths = paths_in(root.path());
+    let manifests = manifests::load(&[]).unwrap();
+    let plan = plan::plan(manifests.resources()).unwrap();
+    let mut addresses = "10.42.0.0/16".parse::<AddressRange>().unwrap().allocator();
+    let control_plane =
+        control_plane(&paths, &MeshFlags::default(), addresses.allocate().unwrap()).unwrap();
+    let mut workloads = place_workloads(&plan, &mut addresses, &paths, Isolation::Netns).unwrap();
+    let index = workloads
+        .iter()
+        .position(|w| w.pod == "reviews-v2-0")
+        .unwrap();
+    let placed = &mut workloads[index];
+    assert_eq!(placed.app_ports, BTreeMap::from([(9080, 9080)]));
+    placed.netns = Some("trellis-abc123-reviews-v2-0".to_owned());
+
+    let proxy = proxy(&paths, &control_plane, placed).unwrap();
+    let mode = proxy
+        .iter()
+        .position(|a| a == "--interception-mode")
+        .unwrap();
+    assert_eq!(proxy[mode + 1], "REDIRECT");
+    assert!(!proxy.iter().any(|a| a == "--app-port"), "{proxy:?}");
+
+    let planned = &plan.workloads[index];
+    let app = demo_app("/bin/trellis", planned, placed, &planned.containers[0]);
+    assert!(!app.iter().any(|a| a == "--outbound-proxy"), "{app:?}");
+    let parsed = DemoAppCli::try_parse_from(&app[1..]).unwrap().args;
+    assert_eq!(
+        parsed.listen,
+        ["0.0.0.0:9080".parse::<SocketAddr>().unwrap()]
+    );
+}
+
+#[test]
+fn passes_mesh_settings_through_to_the_control_plane() {
+    let root = tempfile::tempdir().unwrap();
+    let mut addresses = "127.77.9.0/24".parse::<AddressRange>().unwrap().allocator();
+    let address = addresses.allocate().unwrap();
+    let paths = paths_in(root.path());
+    let default = control_plane(&paths, &MeshFlags::default(), address).unwrap();
+    let default = default.command.join(" ");
+    assert!(
+        default.ends_with("--access-log-file /dev/stdout"),
+        "{default}"
+    );
+    assert!(!default.contains("--mesh-config"), "{default}");
+    assert!(!default.contains("--outbound-traffic-policy"), "{default}");
+
+    let mesh = MeshFlags {
+        mesh_config: Some(root.path().join("mesh.yaml")),
+        outbound_traffic_policy: Some("REGISTRY_ONLY".to_owned()),
+    };
+    let given = control_plane(&paths, &mesh, address)
+        .unwrap()
+        .command
+        .join(" ");
+    let mesh_config = format!("--mesh-config {}", root.path().join("mesh.yaml").display());
+    assert!(given.contains(&mesh_config), "{given}");
+    assert!(
+        given.ends_with("--outbound-traffic-policy REGISTRY_ONLY"),
+        "{given}"
+    );
+    // The mesh config decides about access logs.
+    assert!(!given.contains("--access-log-file"), "{given}");
 }

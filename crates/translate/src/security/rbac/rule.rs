@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{PathMatcher, StringMatcher, path_matcher};
 use trellis_api::{Condition, ConditionKey, Operation, Rule, Source};
 
+use super::request_auth::{claim, request_principal};
 use crate::build::uint32;
 use crate::security::values::{
     SPIFFE_PREFIX, ignore_case_matcher, namespace_matcher, string_matcher, with_prefix,
@@ -48,6 +49,14 @@ pub fn match_all() -> Policy {
         principals: vec![any_principal()],
         ..Default::default()
     }
+}
+
+/// Which filter a rule is translated for: the HTTP filter sees requests,
+/// the network filter only connections (see `tcp.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    Http,
+    Tcp,
 }
 
 pub fn translate(rule: &Rule) -> Result<Policy, Unsupported> {
@@ -103,7 +112,8 @@ fn source_value(field: &str, value: &str) -> Option<Principal> {
         "namespaces" => authenticated(namespace_matcher(value)),
         "ipblocks" => id(Identifier::DirectRemoteIp(cidr(value))),
         "remoteipblocks" => id(Identifier::RemoteIp(cidr(value))),
-        _ => return None, // requestPrincipals (JWT), serviceAccounts
+        "requestprincipals" => request_principal(value),
+        _ => return None, // serviceAccounts
     })
 }
 
@@ -168,7 +178,11 @@ fn condition_matcher(condition: &Condition) -> Result<Matcher, Unsupported> {
         | ConditionKey::SourceIp
         | ConditionKey::RemoteIp
         | ConditionKey::SourceNamespace
-        | ConditionKey::SourcePrincipal => {
+        | ConditionKey::SourcePrincipal
+        | ConditionKey::RequestAuthPrincipal
+        | ConditionKey::RequestAuthAudiences
+        | ConditionKey::RequestAuthPresenter
+        | ConditionKey::RequestAuthClaim(_) => {
             let build = |list: &[String]| {
                 or_ids(list.iter().map(|v| principal_condition(&key, v)).collect())
             };
@@ -181,7 +195,9 @@ fn condition_matcher(condition: &Condition) -> Result<Matcher, Unsupported> {
             }
             Ok(Matcher::Principal(and_ids(ids)))
         }
-        ConditionKey::DestinationIp | ConditionKey::DestinationPort => {
+        ConditionKey::DestinationIp
+        | ConditionKey::DestinationPort
+        | ConditionKey::ConnectionSni => {
             let build = |list: &[String]| {
                 or_rules(list.iter().map(|v| permission_condition(&key, v)).collect())
             };
@@ -210,6 +226,13 @@ fn principal_condition(key: &ConditionKey, value: &str) -> Principal {
         ConditionKey::SourceIp => id(Identifier::DirectRemoteIp(cidr(value))),
         ConditionKey::RemoteIp => id(Identifier::RemoteIp(cidr(value))),
         ConditionKey::SourceNamespace => authenticated(namespace_matcher(value)),
+        ConditionKey::RequestAuthPrincipal => request_principal(value),
+        ConditionKey::RequestAuthAudiences => claim(&["aud"], string_matcher(value)),
+        ConditionKey::RequestAuthPresenter => claim(&["azp"], string_matcher(value)),
+        ConditionKey::RequestAuthClaim(path) => {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            claim(&path, string_matcher(value))
+        }
         _ => authenticated(with_prefix(SPIFFE_PREFIX, value, false)),
     }
 }
@@ -218,6 +241,9 @@ fn principal_condition(key: &ConditionKey, value: &str) -> Principal {
 fn permission_condition(key: &ConditionKey, value: &str) -> Permission {
     match key {
         ConditionKey::DestinationIp => perm(permission::Rule::DestinationIp(cidr(value))),
+        ConditionKey::ConnectionSni => {
+            perm(permission::Rule::RequestedServerName(string_matcher(value)))
+        }
         _ => perm(permission::Rule::DestinationPort(port(value))),
     }
 }

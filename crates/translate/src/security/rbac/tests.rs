@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use prost::Message;
 
 use super::super::test_support::{resource, sidecar, snapshot};
-use super::{RBAC_FILTER, rbac_filters};
+use super::{NETWORK_RBAC_FILTER, RBAC_FILTER, network_rbac_filters, rbac_filters};
 
 fn policy(namespace: &str, name: &str, spec: &str) -> String {
     resource("AuthorizationPolicy", namespace, name, spec)
@@ -114,8 +114,8 @@ fn unenforceable_rules_fail_closed() {
     let yaml = [
         policy(
             "default",
-            "jwt-allow",
-            "{rules: [{from: [{source: {requestPrincipals: ['*']}}]}, {to: [{operation: {methods: [GET]}}]}]}",
+            "sa-allow",
+            "{rules: [{from: [{source: {serviceAccounts: [default/reviews]}}]}, {to: [{operation: {methods: [GET]}}]}]}",
         ),
         policy(
             "default",
@@ -130,18 +130,75 @@ fn unenforceable_rules_fail_closed() {
         panic!("expected DENY and ALLOW filters, got {filters:?}");
     };
     let deny = decode(deny);
-    for name in [
-        "ns[default]-policy[ext]-rule[0]",
-        "ns[default]-policy[sni-deny]-rule[0]",
-    ] {
-        let rule = &deny.policies[name];
-        assert_eq!(rule.permissions, vec![any_permission()], "{name}");
-        assert_eq!(rule.principals, vec![any_principal()], "{name}");
-    }
-    // The JWT rule is dropped; the enforceable one stays.
+    let ext = &deny.policies["ns[default]-policy[ext]-rule[0]"];
+    assert_eq!(ext.permissions, vec![any_permission()]);
+    assert_eq!(ext.principals, vec![any_principal()]);
+    // connection.sni is enforced on HTTP too: the connection's server name.
+    let sni = &deny.policies["ns[default]-policy[sni-deny]-rule[0]"];
+    assert!(
+        matches!(
+            sni.permissions[0].rule,
+            Some(permission::Rule::RequestedServerName(_))
+        ),
+        "{sni:?}"
+    );
+    // The serviceAccounts rule is dropped; the enforceable one stays.
     let allow = decode(allow);
     let kept: Vec<_> = allow.policies.keys().collect();
-    assert_eq!(kept, ["ns[default]-policy[jwt-allow]-rule[1]"]);
+    assert_eq!(kept, ["ns[default]-policy[sa-allow]-rule[1]"]);
+}
+
+#[test]
+fn jwt_rules_become_metadata_principals() {
+    let yaml = policy(
+        "default",
+        "jwt",
+        "{rules: [{from: [{source: {requestPrincipals: ['issuer/alice'], notRequestPrincipals: ['*/mallory']}}], when: [{key: 'request.auth.claims[groups]', values: [group1]}, {key: request.auth.audiences, values: [app]}, {key: request.auth.presenter, values: [web]}, {key: request.auth.principal, values: ['*']}]}]}",
+    );
+    let filters = rbac_filters(&snapshot(&yaml), &sidecar("default", "reviews"));
+    let rules = decode(&filters[0]);
+    let rule = &rules.policies["ns[default]-policy[jwt]-rule[0]"];
+    let Some(principal::Identifier::AndIds(set)) = &rule.principals[0].identifier else {
+        panic!("{:?}", rule.principals)
+    };
+    assert_eq!(set.ids.len(), 5, "the source and four conditions");
+    let metadata_paths = |principal: &Principal| {
+        let mut paths = Vec::new();
+        collect_paths(principal, &mut paths);
+        paths
+    };
+    assert_eq!(
+        metadata_paths(&set.ids[0]),
+        ["payload.iss", "payload.sub", "payload.iss", "payload.sub"]
+    );
+    assert_eq!(metadata_paths(&set.ids[1]), ["payload.groups"]);
+    assert_eq!(metadata_paths(&set.ids[2]), ["payload.aud"]);
+    assert_eq!(metadata_paths(&set.ids[3]), ["payload.azp"]);
+    assert_eq!(metadata_paths(&set.ids[4]), ["payload.iss"]);
+}
+
+/// The metadata paths a principal tree reads, depth first, dot-joined.
+#[allow(deprecated)] // the Metadata principal, as Istio generates it
+fn collect_paths(principal: &Principal, paths: &mut Vec<String>) {
+    use envoy_types::pb::envoy::r#type::matcher::v3::metadata_matcher::path_segment::Segment;
+    match principal.identifier.as_ref().unwrap() {
+        principal::Identifier::AndIds(set) | principal::Identifier::OrIds(set) => {
+            set.ids.iter().for_each(|id| collect_paths(id, paths));
+        }
+        principal::Identifier::NotId(id) => collect_paths(id, paths),
+        principal::Identifier::Metadata(matcher) => {
+            assert_eq!(matcher.filter, "envoy.filters.http.jwt_authn");
+            let keys: Vec<&str> = matcher
+                .path
+                .iter()
+                .map(|s| match s.segment.as_ref().unwrap() {
+                    Segment::Key(key) => key.as_str(),
+                })
+                .collect();
+            paths.push(keys.join("."));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 #[test]
@@ -207,6 +264,84 @@ fn encoding_is_stable() {
         assert_eq!(rbac_filters(&snapshot, &node), first);
     }
     assert_eq!(decode(&first[0]).policies.len(), 16);
+}
+
+/// (action, policies) of each network filter of `app`, in order.
+fn network_filters(yaml: &str, app: &str) -> Vec<(i32, Vec<(String, Policy)>)> {
+    use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
+    use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
+    network_rbac_filters(&snapshot(yaml), &sidecar("default", app))
+        .iter()
+        .map(|filter| {
+            assert_eq!(filter.name, NETWORK_RBAC_FILTER);
+            let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
+                panic!("no typed config");
+            };
+            let config = NetworkRbac::decode(any.value.as_slice()).unwrap();
+            assert_eq!(config.stat_prefix, "tcp.");
+            let rules = config.rules.unwrap();
+            let mut policies: Vec<_> = rules.policies.into_iter().collect();
+            policies.sort_by(|a, b| a.0.cmp(&b.0));
+            (rules.action, policies)
+        })
+        .collect()
+}
+
+/// Istio's "Authorization for TCP traffic" task, on the translation side.
+#[test]
+fn tcp_chains_get_network_filters_without_http_fields() {
+    const ALLOW: i32 = 0;
+    const DENY: i32 = 1;
+    let by_port = policy(
+        "default",
+        "tcp-policy",
+        "{selector: {matchLabels: {app: echo}}, rules: [{from: [{source: {principals: [cluster.local/ns/default/sa/curl]}}], to: [{operation: {ports: ['9000']}}]}]}",
+    );
+    let filters = network_filters(&by_port, "echo");
+    let [(ALLOW, policies)] = filters.as_slice() else {
+        panic!("{filters:?}")
+    };
+    let [(name, rule)] = policies.as_slice() else {
+        panic!("{policies:?}")
+    };
+    assert_eq!(name, "ns[default]-policy[tcp-policy]-rule[0]");
+    assert_eq!(
+        rule.permissions[0].rule,
+        Some(permission::Rule::DestinationPort(9000))
+    );
+    // An ALLOW rule on methods matches no connection: deny all.
+    let allow_get = policy(
+        "default",
+        "allow-get",
+        "{rules: [{to: [{operation: {methods: [GET], ports: ['9000']}}]}]}",
+    );
+    assert_eq!(network_filters(&allow_get, "echo"), vec![(ALLOW, vec![])]);
+    // A DENY rule on methods loses them: it denies every connection to the port.
+    let deny_get = policy(
+        "default",
+        "deny-get",
+        "{action: DENY, rules: [{to: [{operation: {methods: [GET], ports: ['9000']}}]}]}",
+    );
+    let filters = network_filters(&deny_get, "echo");
+    let [(DENY, policies)] = filters.as_slice() else {
+        panic!("{filters:?}")
+    };
+    assert_eq!(
+        policies[0].1.permissions[0].rule,
+        Some(permission::Rule::DestinationPort(9000))
+    );
+    assert_eq!(policies[0].1.principals, vec![any_principal()]);
+    // connection.sni is a connection fact: enforced on TCP, not failed closed.
+    let sni = policy(
+        "default",
+        "sni",
+        "{action: DENY, rules: [{when: [{key: connection.sni, values: ['*.internal']}]}]}",
+    );
+    let filters = network_filters(&sni, "echo");
+    assert!(matches!(
+        filters[0].1[0].1.permissions[0].rule,
+        Some(permission::Rule::RequestedServerName(_))
+    ));
 }
 
 fn any_permission() -> Permission {

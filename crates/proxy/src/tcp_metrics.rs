@@ -1,0 +1,124 @@
+//! Istio's TCP metrics for connections the tcp_proxy filter carries:
+//! `istio_tcp_connections_opened_total`, `istio_tcp_connections_closed_total`,
+//! `istio_tcp_sent_bytes_total` and `istio_tcp_received_bytes_total`, with
+//! the labels of Istio's request metrics except the response code.
+
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use crate::metric_labels::{Service, Shared, Workload};
+use crate::metrics::{Reporter, RequestLabels};
+
+/// Every label of one connection's series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TcpLabels {
+    pub reporter: Reporter,
+    pub source: Shared<Workload>,
+    pub destination: Shared<Workload>,
+    pub service: Shared<Service>,
+    pub response_flags: &'static str,
+    pub connection_security_policy: &'static str,
+}
+
+impl TcpLabels {
+    /// The labels a connection's requests would carry, for its TCP series.
+    pub fn from_request(labels: RequestLabels) -> TcpLabels {
+        TcpLabels {
+            reporter: labels.reporter,
+            source: labels.source,
+            destination: labels.destination,
+            service: labels.service,
+            response_flags: labels.response_flags,
+            connection_security_policy: labels.connection_security_policy,
+        }
+    }
+}
+
+impl EncodeLabelSet for TcpLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let reporter = match self.reporter {
+            Reporter::Source => "source",
+            Reporter::Destination => "destination",
+        };
+        let (s, d) = (&*self.source, &*self.destination);
+        let labels: [(&str, &str); 17] = [
+            ("reporter", reporter),
+            ("source_workload", &s.name),
+            ("source_workload_namespace", &s.namespace),
+            ("source_principal", &s.principal),
+            ("source_app", &s.app),
+            ("source_version", &s.version),
+            ("destination_workload", &d.name),
+            ("destination_workload_namespace", &d.namespace),
+            ("destination_principal", &d.principal),
+            ("destination_app", &d.app),
+            ("destination_version", &d.version),
+            ("destination_service", &self.service.host),
+            ("destination_service_name", &self.service.name),
+            ("destination_service_namespace", &self.service.namespace),
+            ("request_protocol", "tcp"),
+            ("response_flags", self.response_flags),
+            (
+                "connection_security_policy",
+                self.connection_security_policy,
+            ),
+        ];
+        labels.as_slice().encode(encoder)
+    }
+}
+
+pub struct TcpMetrics {
+    opened: Family<TcpLabels, Counter>,
+    closed: Family<TcpLabels, Counter>,
+    sent_bytes: Family<TcpLabels, Counter>,
+    received_bytes: Family<TcpLabels, Counter>,
+}
+
+impl TcpMetrics {
+    pub fn register(registry: &mut Registry) -> TcpMetrics {
+        let metrics = TcpMetrics {
+            opened: Family::default(),
+            closed: Family::default(),
+            sent_bytes: Family::default(),
+            received_bytes: Family::default(),
+        };
+        for (name, help, family) in [
+            (
+                "istio_tcp_connections_opened",
+                "TCP connections opened",
+                &metrics.opened,
+            ),
+            (
+                "istio_tcp_connections_closed",
+                "TCP connections closed",
+                &metrics.closed,
+            ),
+            (
+                "istio_tcp_sent_bytes",
+                "Bytes sent to the downstream of TCP connections",
+                &metrics.sent_bytes,
+            ),
+            (
+                "istio_tcp_received_bytes",
+                "Bytes received from the downstream of TCP connections",
+                &metrics.received_bytes,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        metrics
+    }
+
+    pub fn opened(&self, labels: &TcpLabels) {
+        self.opened.get_or_create(labels).inc();
+    }
+
+    /// A connection ended, having received and sent these bytes.
+    pub fn closed(&self, labels: &TcpLabels, received: u64, sent: u64) {
+        self.closed.get_or_create(labels).inc();
+        self.received_bytes.get_or_create(labels).inc_by(received);
+        self.sent_bytes.get_or_create(labels).inc_by(sent);
+    }
+}

@@ -1,0 +1,61 @@
+// Drives headless Chromium against the Trellis dashboard and prints what a
+// user sees as JSON on stdout: the graph's nodes and edges, and the version
+// split of one service after clicking it. Used by crates/cli/tests/dashboard.rs.
+//
+// usage: node dashboard.mjs DASHBOARD_URL SERVICE_NODE_ID SCREENSHOT_PATH
+// env:   CHROMIUM (default /usr/bin/chromium), TIMEOUT_MS (default 60000)
+import { chromium } from "playwright-core";
+
+const [url, serviceId, screenshot] = process.argv.slice(2);
+if (!url || !serviceId || !screenshot) {
+  console.error("usage: node dashboard.mjs DASHBOARD_URL SERVICE_NODE_ID SCREENSHOT_PATH");
+  process.exit(2);
+}
+const timeout = Number(process.env.TIMEOUT_MS || 60000);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox"],
+  timeout,
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
+  // The page's own errors explain a timeout better than the timeout does.
+  page.on("pageerror", (error) => console.error("page error:", error.message));
+  page.on("console", (message) => {
+    if (message.type() === "error") console.error("page console:", message.text());
+  });
+  await page.goto(url, { timeout });
+  // The page refreshes itself; wait until the service has been drawn.
+  try {
+    const node = page.locator(`g.node[data-id="${serviceId}"]`);
+    await node.waitFor({ timeout });
+    await node.click();
+    await page.locator("#versions tbody tr").first().waitFor({ timeout });
+  } catch (error) {
+    await page.screenshot({ path: screenshot, fullPage: true });
+    console.error("page status:", await page.locator("#status").textContent());
+    console.error("graph:", (await page.locator("#graph-body").innerHTML()).slice(0, 2000));
+    throw error;
+  }
+  const seen = await page.evaluate(() => ({
+    nodes: [...document.querySelectorAll("g.node")].map((g) => ({
+      id: g.dataset.id,
+      label: g.getAttribute("aria-label"),
+    })),
+    edges: [...document.querySelectorAll("g.edge")].map((g) => ({
+      source: g.dataset.source,
+      target: g.dataset.target,
+      security: g.dataset.security,
+      text: [...g.querySelectorAll("text")].map((t) => t.textContent).join(" | "),
+    })),
+    details: document.getElementById("details-title").textContent,
+    versions: [...document.querySelectorAll("#versions tbody tr")].map((tr) => ({
+      version: tr.dataset.version,
+      share: Number(tr.dataset.share),
+    })),
+  }));
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log(JSON.stringify(seen));
+} finally {
+  await browser.close();
+}
