@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use trellis_testbed::{UpMesh, send_raw};
+use trellis_testbed::{UpMesh, requests_counted, send_raw};
 
 const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
 /// Convergence is a benchmark figure; tests only give it a generous deadline.
@@ -175,17 +175,8 @@ async fn scrape(mesh: &UpMesh, address: std::net::Ipv4Addr, port: u16) -> String
 
 /// A non-zero `istio_requests_total` series carrying every given label.
 fn assert_counted(exposition: &str, labels: &[&str]) {
-    let found = exposition.lines().any(|line| {
-        line.starts_with("istio_requests_total{")
-            && labels.iter().all(|label| line.contains(label))
-            && line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .is_some_and(|v| v >= 1.0)
-    });
     assert!(
-        found,
+        requests_counted(exposition, labels) >= 1.0,
         "no istio_requests_total series with {labels:?} in:\n{exposition}"
     );
 }

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use trellis_testbed::{Reply, UpMesh};
+use trellis_testbed::{Reply, UpMesh, requests_counted};
 
 #[path = "gateway/tls_modes.rs"]
 mod tls_modes;
@@ -81,19 +81,8 @@ async fn get_until(mesh: &UpMesh, url: &str, done: impl Fn(&Reply) -> bool) -> R
 /// The sum of the gateway's `istio_requests_total` over series carrying
 /// every label.
 async fn gateway_requests(mesh: &UpMesh, labels: &[&str]) -> f64 {
-    let gateway = mesh.workload(GATEWAY_POD);
-    let url = format!(
-        "http://{}:{}/stats/prometheus",
-        gateway.address, gateway.stats_port
-    );
-    get(mesh, &url)
-        .await
-        .text()
-        .lines()
-        .filter(|line| line.starts_with("istio_requests_total{"))
-        .filter(|line| labels.iter().all(|label| line.contains(label)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let stats = mesh.proxy_stats(mesh.workload(GATEWAY_POD)).await;
+    requests_counted(&stats, labels)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

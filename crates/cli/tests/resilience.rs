@@ -89,34 +89,6 @@ async fn admin(mesh: &UpMesh, workload: &WorkloadState, path: &str) -> String {
     mesh.get(&url).await.expect("the admin port answers").text()
 }
 
-/// The sum of `istio_requests_total` over series carrying every label.
-fn requests_counted(exposition: &str, labels: &[&str]) -> f64 {
-    exposition
-        .lines()
-        .filter(|line| line.starts_with("istio_requests_total{"))
-        .filter(|line| labels.iter().all(|label| line.contains(label)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Waits (bounded) until `workload`'s sidecar counted `at_least` requests
-/// with `labels`; returns the count.
-async fn wait_for_count(
-    mesh: &UpMesh,
-    workload: &WorkloadState,
-    labels: &[&str],
-    at_least: f64,
-) -> f64 {
-    let until = Instant::now() + CONVERGENCE_DEADLINE;
-    loop {
-        let count = requests_counted(&admin(mesh, workload, "/stats/prometheus").await, labels);
-        if count >= at_least || Instant::now() > until {
-            return count;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 const CIRCUIT_BREAKER: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -191,7 +163,14 @@ async fn circuit_breaking(mesh: &Arc<UpMesh>) {
         "response_code=\"503\"",
         "response_flags=\"UO\"",
     ];
-    let counted = wait_for_count(mesh, client, &labels, overflowed.len() as f64).await;
+    let counted = mesh
+        .wait_for_requests_counted(
+            client,
+            &labels,
+            overflowed.len() as f64,
+            CONVERGENCE_DEADLINE,
+        )
+        .await;
     assert_eq!(counted, overflowed.len() as f64);
     // Every slot was given back: one request at a time still passes.
     assert_eq!(via_client(mesh, "slow:8080", &[]).await.status, 200);

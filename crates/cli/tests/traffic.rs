@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use trellis_testbed::{Reply, UpMesh, WorkloadState};
+use trellis_testbed::{Reply, UpMesh, requests_counted};
 
 const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
 const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(10);
@@ -34,43 +34,6 @@ async fn productpage(mesh: &UpMesh, user: Option<&str>) -> Reply {
         .expect("productpage answers");
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply
-}
-
-async fn scrape(mesh: &UpMesh, workload: &WorkloadState) -> String {
-    let url = format!(
-        "http://{}:{}/stats/prometheus",
-        workload.address, workload.stats_port
-    );
-    mesh.get(&url).await.expect("stats answer").text()
-}
-
-/// The sum of `istio_requests_total` over series carrying every label.
-fn requests_counted(exposition: &str, labels: &[&str]) -> f64 {
-    exposition
-        .lines()
-        .filter(|line| line.starts_with("istio_requests_total{"))
-        .filter(|line| labels.iter().all(|label| line.contains(label)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Waits until `workload`'s sidecar has counted `at_least` requests with
-/// `labels`, and returns the count.
-async fn wait_for_count(
-    mesh: &UpMesh,
-    workload: &WorkloadState,
-    labels: &[&str],
-    at_least: f64,
-    deadline: Duration,
-) -> f64 {
-    let until = Instant::now() + deadline;
-    loop {
-        let count = requests_counted(&scrape(mesh, workload).await, labels);
-        if count >= at_least || Instant::now() > until {
-            return count;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +68,7 @@ async fn bookinfo_fault_injection_task() {
     }
     let productpage_sidecar = mesh.workload("productpage-v1");
     let aborted = requests_counted(
-        &scrape(&mesh, productpage_sidecar).await,
+        &mesh.proxy_stats(productpage_sidecar).await,
         &[
             "reporter=\"source\"",
             "destination_service_name=\"details\"",
@@ -171,7 +134,7 @@ async fn bookinfo_fault_injection_task() {
     let ratings = reply.demo();
     assert!(ratings.call("ratings").is_some_and(|r| r.answered_by_app()));
     let delayed = requests_counted(
-        &scrape(&mesh, reviews_v2).await,
+        &mesh.proxy_stats(reviews_v2).await,
         &[
             "reporter=\"source\"",
             "destination_service_name=\"ratings\"",
@@ -322,7 +285,7 @@ async fn retries_are_counted_at_the_backend() {
     let flaky = mesh.workload("flaky-v1");
     let served = ["reporter=\"destination\"", "response_code=\"500\""];
     // `up`'s readiness checks may have met the failing app already.
-    let before = requests_counted(&scrape(&mesh, flaky).await, &served);
+    let before = requests_counted(&mesh.proxy_stats(flaky).await, &served);
     const REQUESTS: f64 = 10.0;
     for _ in 0..REQUESTS as usize {
         let reply = via_client(&mesh, "flaky:8080", "/retried", &[]).await;
@@ -331,11 +294,13 @@ async fn retries_are_counted_at_the_backend() {
         assert_eq!(reply.demo().headers["x-envoy-attempt-count"], "4");
     }
     let expected = before + REQUESTS * 4.0;
-    let attempts = wait_for_count(&mesh, flaky, &served, expected, CONVERGENCE_DEADLINE).await;
+    let attempts = mesh
+        .wait_for_requests_counted(flaky, &served, expected, CONVERGENCE_DEADLINE)
+        .await;
     assert_eq!(attempts, expected, "1 try + 3 retries per request");
     let client = mesh.workload("client-v1");
     let exhausted = requests_counted(
-        &scrape(&mesh, client).await,
+        &mesh.proxy_stats(client).await,
         &["reporter=\"source\"", "response_flags=\"URX\""],
     );
     assert_eq!(exhausted, REQUESTS);
@@ -347,7 +312,9 @@ async fn retries_are_counted_at_the_backend() {
         assert_eq!(reply.status, 500);
         assert_eq!(reply.demo().headers["x-envoy-attempt-count"], "1", "{path}");
     }
-    let total = wait_for_count(&mesh, flaky, &served, expected + 2.0, CONVERGENCE_DEADLINE).await;
+    let total = mesh
+        .wait_for_requests_counted(flaky, &served, expected + 2.0, CONVERGENCE_DEADLINE)
+        .await;
     assert_eq!(total, expected + 2.0);
 }
 
@@ -444,7 +411,7 @@ async fn redirects_direct_responses_rewrites_headers_and_mirrors() {
     let mut copies = 0.0;
     let until = Instant::now() + CONVERGENCE_DEADLINE;
     while Instant::now() < until {
-        let now = requests_counted(&scrape(&mesh, mirror).await, &labels);
+        let now = requests_counted(&mesh.proxy_stats(mirror).await, &labels);
         if now == copies && now > 0.0 {
             break; // settled: fire-and-forget copies have all landed
         }

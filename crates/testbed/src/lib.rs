@@ -29,12 +29,14 @@ mod address_range;
 mod http;
 pub mod kube_api;
 mod mesh;
+mod metrics;
 pub mod netns;
 mod output;
 
 pub use address_range::address_range_for;
 pub use http::{HttpClient, Reply, send_raw};
 pub use mesh::{UpMesh, UpMeshBuilder};
+pub use metrics::requests_counted;
 pub use trellis_local::{
     ControlPlaneState, DemoReply, GatewayPort, GatewayState, ServiceState, UpState, WorkloadState,
 };
