@@ -42,7 +42,12 @@ const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(60);
 pub struct MeshCa {
     trust_domain: String,
     root_cert_pem: String,
-    root_not_after: SystemTime,
+    /// What follows the leaf in every issued chain, as Istio returns it:
+    /// `[root]` for a self-signed root, `[cert-chain.pem, root-cert.pem]`
+    /// for a plug-in intermediate.
+    chain_tail: Vec<String>,
+    /// Issued certificates never outlive the certificate that signs them.
+    signer_not_after: SystemTime,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -50,7 +55,7 @@ impl std::fmt::Debug for MeshCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MeshCa")
             .field("trust_domain", &self.trust_domain)
-            .field("root_not_after", &self.root_not_after)
+            .field("signer_not_after", &self.signer_not_after)
             .finish_non_exhaustive()
     }
 }
@@ -92,8 +97,8 @@ impl MeshCa {
     }
 
     /// Signs a workload certificate for `identity` over the public key in
-    /// `csr_pem`, returning the chain `[leaf, root]` as PEM (Istio's
-    /// `cert_chain`).
+    /// `csr_pem`, returning the chain as PEM (Istio's `cert_chain`): the
+    /// leaf, then the intermediates of a plug-in CA, then the root.
     ///
     /// Only the CSR's public key is used: its subject and SANs are ignored,
     /// because the identity must come from authentication, never from what
@@ -134,11 +139,15 @@ impl MeshCa {
         let leaf = request
             .signed_by(&self.issuer)
             .map_err(CaError::Generation)?;
-        Ok(vec![leaf.pem(), self.root_cert_pem.clone()])
+        let mut chain = Vec::with_capacity(1 + self.chain_tail.len());
+        chain.push(leaf.pem());
+        chain.extend(self.chain_tail.iter().cloned());
+        Ok(chain)
     }
 
     /// Issues the control plane's own serving certificate (port 15012) with
-    /// a fresh P-256 key. Returns `(chain PEM [leaf, root], key PEM)`.
+    /// a fresh P-256 key. Returns `(chain PEM, key PEM)`, the chain ordered
+    /// as for workloads.
     pub fn issue_server_cert(
         &self,
         dns_names: &[String],
@@ -163,7 +172,7 @@ impl MeshCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(CaError::Generation)?;
-        let chain = format!("{}{}", cert.pem(), self.root_cert_pem);
+        let chain = format!("{}{}", cert.pem(), self.chain_tail.concat());
         Ok((chain, key.serialize_pem()))
     }
 
@@ -180,7 +189,7 @@ impl MeshCa {
 
     /// Parameters shared by every end-entity certificate: empty subject
     /// (names live in the SAN, as in Istio), not a CA, random serial, and a
-    /// lifetime that never outlasts the root.
+    /// lifetime that never outlasts the signing certificate.
     fn leaf_params(&self, subject_alt_names: Vec<SanType>, ttl: Duration) -> CertificateParams {
         let now = SystemTime::now();
         let mut params = CertificateParams::default();
@@ -190,7 +199,7 @@ impl MeshCa {
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial());
         params.not_before = (now - CLOCK_SKEW_ALLOWANCE).into();
-        params.not_after = (now + ttl).min(self.root_not_after).into();
+        params.not_after = (now + ttl).min(self.signer_not_after).into();
         params
     }
 }
@@ -234,41 +243,57 @@ fn create_root(cert_path: &Path, key_path: &Path, trust_domain: &str) -> Result<
 
 fn load_root(cert_path: &Path, key_path: &Path, trust_domain: &str) -> Result<MeshCa, CaError> {
     let cert_pem = fs::read_to_string(cert_path).map_err(|e| CaError::io(cert_path, e))?;
+    let signer = load_signer(cert_path, &cert_pem, key_path)?;
+    Ok(MeshCa {
+        trust_domain: trust_domain.to_string(),
+        chain_tail: vec![cert_pem.clone()],
+        root_cert_pem: cert_pem,
+        signer_not_after: signer.not_after,
+        issuer: signer.issuer,
+    })
+}
+
+/// A CA certificate and its private key, checked to belong together.
+struct Signer {
+    issuer: Issuer<'static, KeyPair>,
+    not_after: SystemTime,
+}
+
+/// Loads the signing certificate in `cert_pem` (read from `cert_path`) and
+/// its key from `key_path`: exactly one certificate, a CA, valid now, and
+/// certifying that key. Errors name the file at fault.
+fn load_signer(cert_path: &Path, cert_pem: &str, key_path: &Path) -> Result<Signer, CaError> {
     let key_pem = fs::read_to_string(key_path).map_err(|e| CaError::io(key_path, e))?;
-    let root_der =
-        single_certificate(&cert_pem).map_err(|r| CaError::invalid_ca_file(cert_path, r))?;
+    let cert_der =
+        single_certificate(cert_pem).map_err(|r| CaError::invalid_ca_file(cert_path, r))?;
     let key = KeyPair::from_pem(&key_pem).map_err(|e| {
         CaError::invalid_ca_file(key_path, format!("not a usable private key: {e}"))
     })?;
 
-    let (_, root) = x509_parser::parse_x509_certificate(&root_der).map_err(|e| {
+    let (_, cert) = x509_parser::parse_x509_certificate(&cert_der).map_err(|e| {
         CaError::invalid_ca_file(cert_path, format!("not an X.509 certificate: {e}"))
     })?;
-    if !root.is_ca() {
+    if !cert.is_ca() {
         return Err(CaError::invalid_ca_file(cert_path, "not a CA certificate"));
     }
-    if root.validity().time_to_expiration().is_none() {
+    if cert.validity().time_to_expiration().is_none() {
         return Err(CaError::invalid_ca_file(
             cert_path,
-            "the root certificate is not valid now (expired or not yet valid)",
+            "the CA certificate is not valid now (expired or not yet valid)",
         ));
     }
-    if root.public_key().raw != key.subject_public_key_info().as_slice() {
+    if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+        let cert_name = cert_path.file_name().unwrap_or_default().to_string_lossy();
         return Err(CaError::invalid_ca_file(
             key_path,
-            format!("does not match the public key in {ROOT_CERT_FILE}"),
+            format!("does not match the public key in {cert_name}"),
         ));
     }
-    let root_not_after = UNIX_EPOCH
-        + Duration::from_secs(u64::try_from(root.validity().not_after.timestamp()).unwrap_or(0));
-    let issuer = Issuer::from_ca_cert_der(&root_der, key)
+    let not_after = UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0));
+    let issuer = Issuer::from_ca_cert_der(&cert_der, key)
         .map_err(|e| CaError::invalid_ca_file(cert_path, e))?;
-    Ok(MeshCa {
-        trust_domain: trust_domain.to_string(),
-        root_cert_pem: cert_pem,
-        root_not_after,
-        issuer,
-    })
+    Ok(Signer { issuer, not_after })
 }
 
 /// The one certificate in a PEM file; more than one is ambiguous for a root.
@@ -293,6 +318,10 @@ fn random_serial() -> SerialNumber {
     bytes[0] &= 0x7f;
     SerialNumber::from_slice(&bytes)
 }
+
+mod plugin;
+
+pub use plugin::{CA_CERT_FILE, CA_KEY_FILE, CERT_CHAIN_FILE};
 
 #[cfg(test)]
 mod tests;

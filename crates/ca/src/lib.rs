@@ -9,7 +9,8 @@
 //! - [`request_certificate`] and [`CertificateRequest`] are the workload side:
 //!   the private key is generated and kept in the workload's process.
 //! - [`server_config`] and [`client_config`] build rustls mTLS configs that
-//!   verify peers by chain to the mesh root and by SPIFFE identity.
+//!   verify peers by chain to the mesh root and by SPIFFE identity, within
+//!   the mesh's [`TrustDomains`] (its own and its aliases).
 
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -22,6 +23,7 @@ mod service;
 mod spiffe;
 mod tls;
 mod tokens;
+mod trust_domains;
 
 /// Types and stubs generated from `proto/ca.proto`.
 pub mod proto {
@@ -29,7 +31,8 @@ pub mod proto {
 }
 
 pub use authority::{
-    DEFAULT_WORKLOAD_TTL, MAX_WORKLOAD_TTL, MeshCa, ROOT_CERT_FILE, ROOT_KEY_FILE, SERVER_CERT_TTL,
+    CA_CERT_FILE, CA_KEY_FILE, CERT_CHAIN_FILE, DEFAULT_WORKLOAD_TTL, MAX_WORKLOAD_TTL, MeshCa,
+    ROOT_CERT_FILE, ROOT_KEY_FILE, SERVER_CERT_TTL,
 };
 pub use client::{
     CONTROL_PLANE_SERVER_NAME, CertificateRequest, WorkloadCertificate, ca_channel,
@@ -38,5 +41,9 @@ pub use client::{
 pub use error::CaError;
 pub use service::{Authenticator, CertificateService};
 pub use spiffe::{SpiffeId, SpiffeIdError};
-pub use tls::{PeerIdentityError, client_config, peer_identity, server_config};
+pub use tls::{
+    PeerIdentityError, client_config, client_config_trusting, peer_identity, server_config,
+    server_config_trusting,
+};
 pub use tokens::{StaticTokens, TokenEntry, generate_token, write_tokens_file};
+pub use trust_domains::{InvalidTrustDomain, TrustDomains};

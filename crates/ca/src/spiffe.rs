@@ -103,7 +103,7 @@ impl FromStr for SpiffeId {
 }
 
 /// SPIFFE trust domains: lowercase letters, digits, dots, dashes, underscores.
-fn valid_trust_domain(td: &str) -> bool {
+pub(crate) fn valid_trust_domain(td: &str) -> bool {
     !td.is_empty()
         && td
             .bytes()

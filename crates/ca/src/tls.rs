@@ -18,24 +18,38 @@ use crate::client::WorkloadCertificate;
 use crate::error::CaError;
 use crate::spiffe::SpiffeId;
 
-use verifier::MeshServerVerifier;
+use crate::trust_domains::TrustDomains;
 pub use verifier::PeerIdentityError;
+use verifier::{MeshClientVerifier, MeshServerVerifier};
 
 /// Server side of mesh mTLS: presents the workload certificate and requires
-/// a client certificate that chains to the mesh root. Which identities may
-/// call is authorization policy's job, using [`peer_identity`].
+/// a client certificate that chains to the mesh root and names an identity
+/// of the workload's own trust domain. Which identities may call is
+/// authorization policy's job, using [`peer_identity`].
 pub fn server_config(
     cert: &WorkloadCertificate,
     alpn: Vec<Vec<u8>>,
 ) -> Result<Arc<ServerConfig>, CaError> {
+    let trust = TrustDomains::only(&cert.identity.trust_domain);
+    server_config_trusting(cert, &trust, alpn)
+}
+
+/// [`server_config`] accepting clients of every trust domain in `trust`
+/// (the mesh's and its aliases).
+pub fn server_config_trusting(
+    cert: &WorkloadCertificate,
+    trust: &TrustDomains,
+    alpn: Vec<Vec<u8>>,
+) -> Result<Arc<ServerConfig>, CaError> {
     let provider = provider();
     let roots = Arc::new(root_store(&cert.root_pem)?);
-    let client_verifier =
+    let chain_verifier =
         WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).build()?;
+    let client_verifier = MeshClientVerifier::new(chain_verifier, trust.clone());
     let (chain, key) = identity_material(cert)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(client_verifier)
+        .with_client_cert_verifier(Arc::new(client_verifier))
         .with_single_cert(chain, key)?;
     config.alpn_protocols = alpn;
     Ok(Arc::new(config))
@@ -43,8 +57,8 @@ pub fn server_config(
 
 /// Client side of mesh mTLS: presents the workload certificate and accepts
 /// a server whose chain reaches the mesh root and whose SPIFFE identity is
-/// one of `expected_peers` (any identity if empty). DNS names are not
-/// checked: mesh SNI values such as
+/// one of `expected_peers` (any identity of the workload's trust domain if
+/// empty). DNS names are not checked: mesh SNI values such as
 /// `outbound_.9080_.v1_.reviews.default.svc.cluster.local` are routing keys,
 /// not certificate names.
 pub fn client_config(
@@ -52,9 +66,22 @@ pub fn client_config(
     expected_peers: Vec<SpiffeId>,
     alpn: Vec<Vec<u8>>,
 ) -> Result<Arc<ClientConfig>, CaError> {
+    let trust = TrustDomains::only(&cert.identity.trust_domain);
+    client_config_trusting(cert, &trust, expected_peers, alpn)
+}
+
+/// [`client_config`] accepting servers of every trust domain in `trust`; an
+/// expected peer also matches the same workload under another of them.
+pub fn client_config_trusting(
+    cert: &WorkloadCertificate,
+    trust: &TrustDomains,
+    expected_peers: Vec<SpiffeId>,
+    alpn: Vec<Vec<u8>>,
+) -> Result<Arc<ClientConfig>, CaError> {
     let provider = provider();
     let verifier = MeshServerVerifier::new(
         root_store(&cert.root_pem)?,
+        trust.clone(),
         expected_peers,
         provider.signature_verification_algorithms,
     );

@@ -1,6 +1,6 @@
 //! Telemetry end to end on `trellis up` with Bookinfo: sidecars' access
-//! log lines (Istio's default text format, on the sidecars' stdout) and
-//! the source workload that the metadata exchange lets the serving side
+//! log lines (Istio's default text and JSON formats, on the sidecars'
+//! stdout) and the source workload that the metadata exchange lets the serving side
 //! name in its metrics.
 
 use std::time::{Duration, Instant};
@@ -67,6 +67,80 @@ async fn sidecars_log_each_request_with_peer_identities() {
     assert!(
         outbound.contains("spiffe://cluster.local/ns/default/sa/bookinfo-reviews"),
         "the outbound line names the upstream's identity: {outbound}"
+    );
+}
+
+/// The JSON object a sidecar line carries after its `[pod/sidecar] `
+/// prefix, if it is one.
+fn json_log(line: &str) -> Option<serde_json::Value> {
+    let (_, json) = line.split_once("/sidecar] ")?;
+    serde_json::from_str(json).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_access_logs_are_one_object_per_request() {
+    let mesh = UpMesh::builder(TRELLIS, "json_access_logs")
+        .arg("--access-log-encoding")
+        .arg("json")
+        .start()
+        .await;
+    let reply = mesh.get(&mesh.url("productpage")).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let reviews: Vec<&str> = mesh
+        .workloads_of("reviews")
+        .iter()
+        .map(|w| w.pod.as_str())
+        .collect();
+    let inbound = sidecar_line(&mesh, &reviews, |line| {
+        json_log(line).is_some_and(|log| {
+            log["downstream_peer_uri_san"] == PRODUCTPAGE_ID
+                && log["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/reviews"))
+        })
+    })
+    .await;
+    let inbound = json_log(&inbound).unwrap();
+    assert_eq!(
+        inbound["response_code"],
+        serde_json::json!(200),
+        "{inbound}"
+    );
+    assert_eq!(inbound["method"], "GET", "{inbound}");
+    assert_eq!(
+        inbound["response_code_details"], "via_upstream",
+        "{inbound}"
+    );
+    assert!(inbound["duration"].is_u64(), "{inbound}");
+    assert!(inbound["bytes_sent"].as_u64() > Some(0), "{inbound}");
+    assert!(
+        inbound["upstream_cluster"]
+            .as_str()
+            .is_some_and(|cluster| cluster.starts_with("inbound|9080||")),
+        "{inbound}"
+    );
+    // A header the request did not carry is null, not "-".
+    assert!(inbound["x_forwarded_for"].is_null(), "{inbound}");
+
+    let productpage = mesh.workload("productpage-v1").pod.as_str();
+    let outbound = sidecar_line(&mesh, &[productpage], |line| {
+        json_log(line).is_some_and(|log| {
+            log["upstream_cluster"].as_str().is_some_and(|cluster| {
+                cluster.starts_with("outbound|9080|") && cluster.ends_with(REVIEWS_CLUSTER_HOST)
+            })
+        })
+    })
+    .await;
+    let outbound = json_log(&outbound).unwrap();
+    assert_eq!(
+        outbound["response_code"],
+        serde_json::json!(200),
+        "{outbound}"
+    );
+    assert_eq!(
+        outbound["upstream_peer_uri_san"], "spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
+        "{outbound}"
     );
 }
 

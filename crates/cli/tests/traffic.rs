@@ -424,3 +424,93 @@ async fn redirects_direct_responses_rewrites_headers_and_mirrors() {
         "the mirror got {copies} of {MIRRORED}"
     );
 }
+
+const CORS: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  http:
+  - corsPolicy:
+      allowOrigins: [{exact: "https://app.example"}]
+      allowMethods: [POST, GET]
+      allowHeaders: [x-custom]
+      exposeHeaders: [x-served-by]
+      maxAge: 1h
+    route: [{destination: {host: echo, subset: v1}}]
+"#;
+
+/// An OPTIONS preflight from `origin` through the client's sidecar, as the
+/// raw lower-cased answer.
+async fn preflight_via_client(mesh: &UpMesh, origin: &str) -> String {
+    let client = mesh.workload("client-v1");
+    let address = std::net::SocketAddr::from((client.address, client.outbound_port));
+    let request = format!(
+        "OPTIONS /items HTTP/1.1\r\nhost: echo:8080\r\norigin: {origin}\r\n\
+         access-control-request-method: POST\r\nconnection: close\r\n\r\n"
+    );
+    trellis_testbed::send_raw(address, request.as_bytes())
+        .await
+        .expect("the client's sidecar answers the preflight")
+        .to_ascii_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_are_answered_by_the_sidecar() {
+    let (mesh, _manifests) = workload_mesh("traffic_cors", CORS).await;
+    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
+    let answer = loop {
+        let answer = preflight_via_client(&mesh, "https://app.example").await;
+        if answer.contains("access-control-allow-origin") {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CORS policy never applied: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    for header in [
+        "access-control-allow-origin: https://app.example",
+        "access-control-allow-methods: post,get",
+        "access-control-allow-headers: x-custom",
+        "access-control-max-age: 3600",
+    ] {
+        assert!(answer.contains(header), "{header} missing: {answer}");
+    }
+    assert!(
+        answer.ends_with("\r\n\r\n"),
+        "the sidecar answers with no body, the app never sees it: {answer}"
+    );
+
+    // Another origin's preflight goes to the app, without CORS headers.
+    let answer = preflight_via_client(&mesh, "https://evil.example").await;
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(!answer.contains("access-control-allow-origin"), "{answer}");
+    assert!(
+        answer.contains("\"access-control-request-method\""),
+        "{answer}"
+    );
+
+    // An actual request from the allowed origin reaches the app and its
+    // response carries the allow-origin and expose headers.
+    let reply = via_client(
+        &mesh,
+        "echo:8080",
+        "/items",
+        &[("origin", "https://app.example")],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.demo().headers["origin"], "https://app.example");
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(
+        reply.headers["access-control-expose-headers"],
+        "x-served-by"
+    );
+}

@@ -44,10 +44,13 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
         config_source::start(options.config_dir.as_ref(), &options.kubernetes, DEBOUNCE).await?;
     let mesh_config = mesh_config::load(&options, &snapshots).await?;
     let settings = mesh_config::resolve(&options, mesh_config.as_ref())?;
-    let ca = Arc::new(
-        MeshCa::load_or_create(&options.ca_dir(), &settings.trust_domain)
+    let ca = match &options.cacerts {
+        Some(dir) => MeshCa::from_plugin_dir(dir, &settings.trust_domain)
+            .with_context(|| format!("loading the plug-in CA from {}", dir.display()))?,
+        None => MeshCa::load_or_create(&options.ca_dir(), &settings.trust_domain)
             .context("loading the mesh CA")?,
-    );
+    };
+    let ca = Arc::new(ca);
     if let Some(path) = &options.root_cert_out {
         write_atomically(path, ca.root_cert_pem())
             .with_context(|| format!("writing {}", path.display()))?;

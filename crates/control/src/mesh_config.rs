@@ -11,7 +11,10 @@ use trellis_api::kube::ConfigMapBody;
 use trellis_api::mesh_config::{AccessLogEncoding, DEFAULT_ROOT_NAMESPACE, MESH_CONFIG_KEY};
 use trellis_api::{AnyResource, MeshConfig, MeshConfigError, MeshConfigOutcome, Resource};
 use trellis_config::{Snapshot, SnapshotReceiver};
-use trellis_translate::{MeshOptions, OutboundTrafficPolicy};
+use trellis_translate::{
+    AccessLogEncoding as Encoding, JsonFormatError, MeshOptions, OutboundTrafficPolicy,
+    json_format_fields,
+};
 
 use crate::{ControlPlaneOptions, OutboundTrafficMode};
 
@@ -43,6 +46,20 @@ pub enum MeshSettingsError {
         field: &'static str,
         message: String,
     },
+    #[error("{source_name}: a JSON access log format must be a JSON object of fields: {error}")]
+    JsonAccessLogFormat {
+        source_name: String,
+        error: JsonFormatError,
+    },
+}
+
+/// `--access-log-encoding`: TEXT or JSON, in any case.
+pub fn parse_access_log_encoding(text: &str) -> Result<Encoding, String> {
+    match text.to_ascii_uppercase().as_str() {
+        "TEXT" => Ok(Encoding::Text),
+        "JSON" => Ok(Encoding::Json),
+        _ => Err(format!("{text:?} is neither TEXT nor JSON")),
+    }
 }
 
 impl LoadedMeshConfig {
@@ -151,6 +168,17 @@ pub fn resolve(
             MeshOutboundMode::AllowAny => OutboundTrafficMode::AllowAny,
             MeshOutboundMode::RegistryOnly => OutboundTrafficMode::RegistryOnly,
         });
+    let access_log_encoding =
+        options
+            .access_log_encoding
+            .unwrap_or(match mesh.access_log_encoding {
+                Some(AccessLogEncoding::Json) => Encoding::Json,
+                Some(AccessLogEncoding::Text) | None => Encoding::Text,
+            });
+    let access_log_format = text_or_mesh(&options.access_log_format, &mesh.access_log_format);
+    if access_log_encoding == Encoding::Json {
+        check_json_format(options, loaded, access_log_format.as_deref())?;
+    }
     Ok(MeshSettings {
         trust_domain: options
             .trust_domain
@@ -158,12 +186,32 @@ pub fn resolve(
             .unwrap_or_else(|| mesh.trust_domain().to_owned()),
         mesh: MeshOptions {
             access_log_file: text_or_mesh(&options.access_log_file, &mesh.access_log_file),
-            access_log_format: text_or_mesh(&options.access_log_format, &mesh.access_log_format),
+            access_log_format,
+            access_log_encoding,
             outbound_traffic_policy: match outbound {
                 OutboundTrafficMode::AllowAny => OutboundTrafficPolicy::AllowAny,
                 OutboundTrafficMode::RegistryOnly => OutboundTrafficPolicy::RegistryOnly,
             },
         },
+    })
+}
+
+/// Istio falls back to its default fields when a JSON format does not
+/// parse; refusing it says what is wrong instead.
+fn check_json_format(
+    options: &ControlPlaneOptions,
+    loaded: Option<&LoadedMeshConfig>,
+    format: Option<&str>,
+) -> Result<(), MeshSettingsError> {
+    let Some(format) = format else {
+        return Ok(());
+    };
+    json_format_fields(format).map(drop).map_err(|error| {
+        let source_name = match (&options.access_log_format, loaded) {
+            (Some(_), _) | (None, None) => "--access-log-format".to_owned(),
+            (None, Some(loaded)) => format!("{} accessLogFormat", loaded.source),
+        };
+        MeshSettingsError::JsonAccessLogFormat { source_name, error }
     })
 }
 
@@ -178,12 +226,6 @@ fn refuse_unsupported(loaded: &LoadedMeshConfig) -> Result<(), MeshSettingsError
             message: message.to_owned(),
         })
     };
-    if config.access_log_encoding == Some(AccessLogEncoding::Json) {
-        return refuse(
-            "accessLogEncoding",
-            "JSON access logs are not supported (only TEXT)",
-        );
-    }
     if config.root_namespace() != DEFAULT_ROOT_NAMESPACE {
         let message =
             format!("only the default root namespace {DEFAULT_ROOT_NAMESPACE} is supported");

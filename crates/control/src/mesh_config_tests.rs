@@ -97,10 +97,6 @@ fn an_omitted_mode_is_allow_any_as_in_istio() {
 
 #[test]
 fn settings_trellis_cannot_honour_are_refused_by_name() {
-    assert_eq!(
-        refused_field("accessLogEncoding: JSON\n"),
-        "accessLogEncoding"
-    );
     assert_eq!(refused_field("rootNamespace: mesh-root\n"), "rootNamespace");
     assert_eq!(refused_field("enableAutoMtls: false\n"), "enableAutoMtls");
     let egress =
@@ -110,10 +106,46 @@ fn settings_trellis_cannot_honour_are_refused_by_name() {
 
 #[test]
 fn a_refusal_names_the_source_and_field() {
-    let error = resolve(&options(&[]), Some(&mesh("accessLogEncoding: JSON\n"))).unwrap_err();
+    let error = resolve(&options(&[]), Some(&mesh("rootNamespace: mesh-root\n"))).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("mesh.yaml"), "{message}");
-    assert!(message.contains("accessLogEncoding"), "{message}");
+    assert!(message.contains("rootNamespace"), "{message}");
+}
+
+#[test]
+fn json_encoding_comes_from_the_mesh_config_or_the_flag() {
+    let loaded = mesh("accessLogFile: /dev/stdout\naccessLogEncoding: JSON\n");
+    let settings = resolve(&options(&[]), Some(&loaded)).unwrap();
+    assert_eq!(settings.mesh.access_log_encoding, Encoding::Json);
+    let text = resolve(&options(&["--access-log-encoding", "text"]), Some(&loaded)).unwrap();
+    assert_eq!(text.mesh.access_log_encoding, Encoding::Text);
+    let flag = resolve(&options(&["--access-log-encoding", "JSON"]), None).unwrap();
+    assert_eq!(flag.mesh.access_log_encoding, Encoding::Json);
+    assert!(Command::try_parse_from(["control-plane", "--access-log-encoding", "xml"]).is_err());
+}
+
+#[test]
+fn a_json_format_must_be_an_object_of_fields() {
+    let custom = "accessLogEncoding: JSON\naccessLogFormat: '{\"code\": \"%RESPONSE_CODE%\"}'\n";
+    let settings = resolve(&options(&[]), Some(&mesh(custom))).unwrap();
+    assert_eq!(
+        settings.mesh.access_log_format.as_deref(),
+        Some("{\"code\": \"%RESPONSE_CODE%\"}")
+    );
+
+    let text_format = "accessLogEncoding: JSON\naccessLogFormat: '%RESPONSE_CODE%'\n";
+    let error = resolve(&options(&[]), Some(&mesh(text_format))).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("mesh.yaml accessLogFormat"), "{message}");
+
+    let flags = options(&[
+        "--access-log-encoding",
+        "json",
+        "--access-log-format",
+        "[1]",
+    ]);
+    let message = resolve(&flags, None).unwrap_err().to_string();
+    assert!(message.contains("--access-log-format"), "{message}");
 }
 
 #[test]

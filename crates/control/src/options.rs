@@ -28,6 +28,11 @@ pub struct ControlPlaneOptions {
     /// start). Default: $XDG_DATA_HOME/trellis/ca or ~/.local/share/trellis/ca.
     #[arg(long, value_name = "DIR")]
     pub ca_dir: Option<PathBuf>,
+    /// Plug-in CA in Istio's `cacerts` layout (ca-cert.pem, ca-key.pem,
+    /// cert-chain.pem, root-cert.pem): workloads are signed by that
+    /// intermediate and trust root-cert.pem. Replaces the self-signed root.
+    #[arg(long, value_name = "DIR", conflicts_with = "ca_dir")]
+    pub cacerts: Option<PathBuf>,
     /// JSON file of workload tokens the CA accepts, each bound to one identity.
     #[arg(long, value_name = "FILE")]
     pub workload_tokens: Option<PathBuf>,
@@ -55,6 +60,11 @@ pub struct ControlPlaneOptions {
     /// Istio's format.
     #[arg(long, value_name = "FORMAT")]
     pub access_log_format: Option<String>,
+    /// TEXT or JSON access log lines (Istio's mesh config
+    /// `accessLogEncoding`); with JSON, a custom format is a JSON object of
+    /// fields. Default: the mesh config's, else TEXT.
+    #[arg(long, value_name = "ENCODING", value_parser = crate::mesh_config::parse_access_log_encoding)]
+    pub access_log_encoding: Option<trellis_translate::AccessLogEncoding>,
     /// What capture-mode sidecars do with traffic to destinations outside
     /// the registry (Istio's mesh config `outboundTrafficPolicy.mode`).
     /// Default: the mesh config's, else ALLOW_ANY.

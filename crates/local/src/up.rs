@@ -133,6 +133,15 @@ pub struct UpArgs {
         value_parser = clap::builder::PossibleValuesParser::new(["ALLOW_ANY", "REGISTRY_ONLY"])
     )]
     pub outbound_traffic_policy: Option<String>,
+    /// TEXT or JSON sidecar access logs, for the control plane (wins over
+    /// the mesh config's `accessLogEncoding`).
+    #[arg(
+        long,
+        value_name = "ENCODING",
+        ignore_case = true,
+        value_parser = clap::builder::PossibleValuesParser::new(["TEXT", "JSON"])
+    )]
+    pub access_log_encoding: Option<String>,
 }
 
 /// Runs `trellis up` until Ctrl-C or SIGTERM (or a startup failure).
@@ -328,6 +337,7 @@ fn mesh_flags(args: &UpArgs) -> anyhow::Result<MeshFlags> {
     Ok(MeshFlags {
         mesh_config,
         outbound_traffic_policy: args.outbound_traffic_policy.clone(),
+        access_log_encoding: args.access_log_encoding.clone(),
     })
 }
 

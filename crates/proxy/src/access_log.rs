@@ -1,5 +1,5 @@
-//! Envoy's file access log (`envoy.access_loggers.file`) with a text
-//! format: compiled from the connection manager's config, one line per
+//! Envoy's file access log (`envoy.access_loggers.file`) with a text or
+//! JSON format: compiled from the connection manager's config, one line per
 //! request written once its response is complete.
 
 mod format;
@@ -9,14 +9,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
-use envoy_types::pb::envoy::config::core::v3::{data_source, substitution_format_string::Format};
+use envoy_types::pb::envoy::config::core::v3::{
+    SubstitutionFormatString, data_source, substitution_format_string::Format,
+};
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
     FileAccessLog, file_access_log::AccessLogFormat,
 };
+use envoy_types::pb::google::protobuf::Struct;
 use prometheus_client::metrics::counter::Counter;
 use prost::{Message, Name};
 
-pub use format::{LogEntry, LogFormat, RequestHead};
+pub use format::{FormatError, LogEntry, LogFormat, RequestHead};
 use sink::LogSink;
 
 use crate::unsupported::{Unsupported, reject_if};
@@ -49,9 +52,7 @@ impl AccessLogSpec {
         let config = FileAccessLog::decode(any.value.as_slice())
             .map_err(|_| Unsupported("undecodable FileAccessLog"))?;
         reject_if(config.path.is_empty(), "FileAccessLog without path")?;
-        let text = format_text(&config)?;
-        let format =
-            LogFormat::parse(text).map_err(|_| Unsupported("access log format operator"))?;
+        let format = compile_format(&config)?;
         Ok(AccessLogSpec {
             path: config.path,
             format: Arc::new(format),
@@ -59,32 +60,65 @@ impl AccessLogSpec {
     }
 }
 
-/// The text format a file logger uses; JSON and typed formats are not
+/// The format a file logger uses: a text format string or a JSON
+/// dictionary (`json_format`); typed JSON and formatter extensions are not
 /// implemented.
-#[allow(deprecated)] // `format` is deprecated but still sent by older control planes
-fn format_text(config: &FileAccessLog) -> Result<&str, Unsupported> {
+#[allow(deprecated)] // `format` and `json_format` are deprecated but still sent
+fn compile_format(config: &FileAccessLog) -> Result<LogFormat, Unsupported> {
     match &config.access_log_format {
-        None => Ok(ENVOY_DEFAULT_FORMAT),
-        Some(AccessLogFormat::Format(text)) if text.is_empty() => Ok(ENVOY_DEFAULT_FORMAT),
-        Some(AccessLogFormat::Format(text)) => Ok(text),
-        Some(AccessLogFormat::LogFormat(substitution)) => {
-            reject_if(
-                !substitution.formatters.is_empty(),
-                "access log format formatters",
-            )?;
-            match &substitution.format {
-                Some(Format::TextFormat(text)) => Ok(text),
-                Some(Format::TextFormatSource(source)) => match &source.specifier {
-                    Some(data_source::Specifier::InlineString(text)) => Ok(text),
-                    _ => Err(Unsupported(
-                        "access log format source other than inline_string",
-                    )),
-                },
-                _ => Err(Unsupported("access log format other than text")),
-            }
-        }
-        Some(_) => Err(Unsupported("access log format other than text")),
+        None => text(ENVOY_DEFAULT_FORMAT),
+        Some(AccessLogFormat::Format(format)) if format.is_empty() => text(ENVOY_DEFAULT_FORMAT),
+        Some(AccessLogFormat::Format(format)) => text(format),
+        Some(AccessLogFormat::JsonFormat(fields)) => json(fields),
+        Some(AccessLogFormat::LogFormat(substitution)) => substitution_format(substitution),
+        Some(_) => Err(Unsupported("access log format other than text or json")),
     }
+}
+
+#[allow(deprecated)] // `text_format` is deprecated but still sent
+fn substitution_format(substitution: &SubstitutionFormatString) -> Result<LogFormat, Unsupported> {
+    reject_if(
+        !substitution.formatters.is_empty(),
+        "access log format formatters",
+    )?;
+    match &substitution.format {
+        Some(Format::TextFormat(format)) => text_without_empty(format, substitution),
+        Some(Format::TextFormatSource(source)) => match &source.specifier {
+            Some(data_source::Specifier::InlineString(format)) => {
+                text_without_empty(format, substitution)
+            }
+            _ => Err(Unsupported(
+                "access log format source other than inline_string",
+            )),
+        },
+        Some(Format::JsonFormat(fields)) => {
+            Ok(json(fields)?.omit_empty_values(substitution.omit_empty_values))
+        }
+        _ => Err(Unsupported("access log format other than text or json")),
+    }
+}
+
+/// Text lines always print `-` for a missing value.
+fn text_without_empty(
+    format: &str,
+    substitution: &SubstitutionFormatString,
+) -> Result<LogFormat, Unsupported> {
+    reject_if(
+        substitution.omit_empty_values,
+        "omit_empty_values with a text access log format",
+    )?;
+    text(format)
+}
+
+fn text(format: &str) -> Result<LogFormat, Unsupported> {
+    LogFormat::parse(format).map_err(|_| Unsupported("access log format operator"))
+}
+
+fn json(fields: &Struct) -> Result<LogFormat, Unsupported> {
+    LogFormat::parse_json(fields).map_err(|error| match error {
+        FormatError::JsonValue(_) => Unsupported("access log json_format value type"),
+        _ => Unsupported("access log format operator"),
+    })
 }
 
 /// A logger ready for requests: its format and the open file.
@@ -148,3 +182,6 @@ impl AccessLogs {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -219,6 +219,7 @@ async fn serve_http<S>(
         set_client_cert: hcm.set_client_cert,
         tls,
         fault_filter: hcm.fault_filter,
+        cors_filter: hcm.cors_filter,
         jwt: hcm.jwt.clone(),
         rbac: hcm.rbac.clone(),
         addresses,

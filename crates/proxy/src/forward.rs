@@ -49,6 +49,8 @@ pub struct Downstream {
     pub tls: bool,
     /// The connection manager runs the fault filter (routes configure it).
     pub fault_filter: bool,
+    /// The connection manager runs the CORS filter (routes configure it).
+    pub cors_filter: bool,
     /// Verifies end-user tokens before RBAC runs.
     pub jwt: Option<Arc<JwtFilter>>,
     /// Run in order before routing; any of them can deny the request.
@@ -141,6 +143,11 @@ async fn route_and_forward(
     };
     let route = table.find(&view).ok_or(Failure::NoRoute)?;
     exchange.route_name = (!route.name.is_empty()).then(|| route.name.clone());
+    let cors_policy = route.cors.as_ref().filter(|_| downstream.cors_filter);
+    let cors = match crate::cors::on_request(cors_policy, request.method(), request.headers()) {
+        Ok(cors) => cors,
+        Err(preflight) => return Ok(*preflight),
+    };
     // As in Envoy, the weighted cluster is chosen with the route, so that
     // even a request the fault filter answers is counted against it.
     let plan = match &route.action {
@@ -165,7 +172,10 @@ async fn route_and_forward(
             exchange.flags.set(Flag::DelayInjected);
             tokio::time::sleep(delay).await;
         }
-        if let Some(response) = fault.abort() {
+        if let Some(mut response) = fault.abort() {
+            if let Some(cors) = &cors {
+                cors.decorate(response.headers_mut());
+            }
             exchange.flags.set(Flag::FaultInjected);
             exchange.details = "fault_filter_abort";
             return Ok(response);
@@ -208,6 +218,9 @@ async fn route_and_forward(
         }
     };
     route.response_headers.apply(response.headers_mut());
+    if let Some(cors) = &cors {
+        cors.decorate(response.headers_mut());
+    }
     Ok(response)
 }
 

@@ -12,6 +12,7 @@ mod client_hello;
 mod cluster;
 mod connection;
 mod connector;
+mod cors;
 mod dns;
 mod drain;
 mod failure;
@@ -78,6 +79,8 @@ pub enum ProxyError {
     },
     #[error("cannot reach the control plane: {0}")]
     ControlPlane(#[from] trellis_ca::CaError),
+    #[error(transparent)]
+    TrustDomain(#[from] trellis_ca::InvalidTrustDomain),
     #[error("cannot serve {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -96,11 +99,18 @@ pub async fn start(options: &ProxyOptions) -> Result<Arc<ProxyState>, ProxyError
     let root_pem = read(&options.root_cert)?;
     let token = read(&options.token_file)?.trim().to_string();
     let node = node_info(options);
-    let identity = identity::Identity::new(SpiffeId::new(
+    let trust = trellis_ca::TrustDomains::new(
         &options.trust_domain,
-        &options.namespace,
-        &options.service_account,
-    ));
+        options.trust_domain_aliases.iter().cloned(),
+    )?;
+    let identity = identity::Identity::trusting(
+        SpiffeId::new(
+            &options.trust_domain,
+            &options.namespace,
+            &options.service_account,
+        ),
+        trust,
+    );
     let channel = trellis_ca::ca_channel(&options.discovery_address, &root_pem)?;
     tokio::spawn(identity.clone().run(channel.clone(), token, root_pem));
     let state = ProxyState::new(identity, node.clone(), Arc::default());

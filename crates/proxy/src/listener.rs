@@ -34,6 +34,7 @@ const HTTP_INSPECTOR: &str = "envoy.filters.listener.http_inspector";
 const DEFAULT_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 const FAULT_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
+const CORS_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors";
 const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
 const NETWORK_RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
 
@@ -91,6 +92,8 @@ pub struct HcmSpec {
     pub set_client_cert: bool,
     /// The fault filter is in the chain, so routes' fault configs apply.
     pub fault_filter: bool,
+    /// The CORS filter is in the chain, so routes' CORS policies apply.
+    pub cors_filter: bool,
     /// The JWT filter (RequestAuthentication), run before RBAC.
     pub jwt: Option<Arc<JwtFilter>>,
     /// RBAC filters, in order; a request must pass each.
@@ -254,6 +257,7 @@ impl ChainSpec {
 impl HcmSpec {
     fn compile(hcm: &HttpConnectionManager) -> Result<HcmSpec, Unsupported> {
         let mut fault_filter = false;
+        let mut cors_filter = false;
         let mut rbac = Vec::new();
         let mut jwt = None;
         for filter in &hcm.http_filters {
@@ -267,6 +271,15 @@ impl HcmSpec {
                     "fault filter with a filter-wide config",
                 )?;
                 fault_filter = true;
+                continue;
+            }
+            if any.type_url == CORS_TYPE {
+                // Routes configure CORS; the filter-wide config has no fields.
+                reject_if(
+                    !any.value.is_empty(),
+                    "cors filter with a filter-wide config",
+                )?;
+                cors_filter = true;
                 continue;
             }
             if any.type_url == RBAC_TYPE {
@@ -284,7 +297,7 @@ impl HcmSpec {
             }
             reject_if(
                 any.type_url != ROUTER_TYPE,
-                "http filter other than fault, jwt_authn, rbac or router",
+                "http filter other than cors, fault, jwt_authn, rbac or router",
             )?;
         }
         let access_logs = hcm
@@ -315,6 +328,7 @@ impl HcmSpec {
             routes,
             set_client_cert,
             fault_filter,
+            cors_filter,
             jwt,
             rbac: rbac.into(),
             access_logs,

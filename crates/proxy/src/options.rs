@@ -54,6 +54,11 @@ pub struct ProxyOptions {
     pub health_port: u16,
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
+    /// Another trust domain whose peers are this mesh's too (Istio's mesh
+    /// config `trustDomainAliases`, for migrations); repeatable. Peers of
+    /// any other trust domain are refused.
+    #[arg(long = "trust-domain-alias", value_name = "DOMAIN")]
+    pub trust_domain_aliases: Vec<String>,
     /// How the workload's traffic reaches the proxy: REDIRECT (iptables
     /// capture to 15001/15006, as in a pod) or NONE (the app calls the
     /// proxy explicitly; local mode).

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher};
 use http::HeaderMap;
 use regex::Regex;
 
+use crate::cors::{CORS_FILTER, CorsPolicy};
 use crate::fault::FaultPolicy;
 use crate::headers::HeaderMutations;
 use crate::mirror::MirrorPolicy;
@@ -61,6 +62,8 @@ pub struct Route {
     pub response_headers: HeaderMutations,
     /// The fault filter's per-route config.
     pub fault: Option<FaultPolicy>,
+    /// The CORS filter's per-route config.
+    pub cors: Option<CorsPolicy>,
     /// Send `x-envoy-attempt-count` upstream (the virtual host's setting).
     pub include_attempt_count: bool,
 }
@@ -324,6 +327,10 @@ impl Route {
                 ));
             }
         };
+        // Each filter reads its own entry; the fault filter refuses the rest.
+        let mut fault_configs = route.typed_per_filter_config.clone();
+        let cors_config = fault_configs.remove(CORS_FILTER);
+        let cors_config = cors_config.as_ref();
         Ok(Route {
             name: route.name.clone(),
             path,
@@ -337,7 +344,8 @@ impl Route {
                 &route.response_headers_to_add,
                 &route.response_headers_to_remove,
             )?,
-            fault: FaultPolicy::from_per_filter_config(&route.typed_per_filter_config)?,
+            fault: FaultPolicy::from_per_filter_config(&fault_configs)?,
+            cors: cors_config.map(CorsPolicy::compile).transpose()?,
             include_attempt_count: settings.include_attempt_count,
         })
     }

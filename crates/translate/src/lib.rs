@@ -8,6 +8,8 @@ mod build;
 mod capture;
 mod cluster_policy;
 mod clusters;
+mod cors;
+mod delegate;
 mod endpoints;
 mod external;
 mod fault;
@@ -24,7 +26,10 @@ use trellis_xds::node::Interception;
 use trellis_xds::node::ProxyKind;
 use trellis_xds::{NodeInfo, ProxyResources};
 
-pub use access_log::{DEFAULT_ACCESS_LOG_FILE, ISTIO_TEXT_FORMAT};
+pub use access_log::{
+    AccessLogEncoding, DEFAULT_ACCESS_LOG_FILE, ISTIO_JSON_FIELDS, ISTIO_TEXT_FORMAT,
+    JsonFormatError, json_format_fields,
+};
 pub use capture::OutboundTrafficPolicy;
 pub use gateway::{UNPRIVILEGED_PORT_OFFSET, listen_port as gateway_listen_port};
 pub use names::{inbound_cluster_name, outbound_cluster_name};
@@ -36,8 +41,11 @@ pub struct MeshOptions {
     /// Where every HTTP connection manager writes its access log
     /// (`accessLogFile`); `None` turns access logging off.
     pub access_log_file: Option<String>,
-    /// The TEXT format of those logs (`accessLogFormat`); `None`: Istio's.
+    /// Their format (`accessLogFormat`): a format string, or with JSON
+    /// encoding a JSON object of fields; `None`: Istio's.
     pub access_log_format: Option<String>,
+    /// TEXT or JSON lines (`accessLogEncoding`).
+    pub access_log_encoding: AccessLogEncoding,
     /// Where capture-mode sidecars send traffic for destinations outside
     /// the registry (`outboundTrafficPolicy.mode`).
     pub outbound_traffic_policy: OutboundTrafficPolicy,
@@ -50,6 +58,7 @@ impl Default for MeshOptions {
         MeshOptions {
             access_log_file: None,
             access_log_format: None,
+            access_log_encoding: AccessLogEncoding::Text,
             outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
         }
     }
@@ -66,6 +75,7 @@ pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) 
     let access_logs = access_log::access_logs(
         mesh.access_log_file.as_deref(),
         mesh.access_log_format.as_deref(),
+        mesh.access_log_encoding,
     );
     let mut outbound = clusters::outbound(snapshot);
     // ServiceEntries' exportTo; gateways sit in their own namespace too.

@@ -57,7 +57,11 @@ pub fn outbound(node: &NodeInfo, access_logs: &[AccessLog]) -> Vec<Listener> {
             config_source: Some(ads_config_source()),
             route_config_name: HTTP_PROXY_ROUTE.into(),
         })),
-        http_filters: vec![crate::fault::fault_filter(), router_filter()],
+        http_filters: vec![
+            crate::cors::cors_filter(),
+            crate::fault::fault_filter(),
+            router_filter(),
+        ],
         access_log: access_logs.to_vec(),
         ..Default::default()
     };

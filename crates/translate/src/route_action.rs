@@ -52,7 +52,7 @@ pub fn route_template(
     } else {
         tracing::warn!(
             virtual_service = vs.name(),
-            "HTTP rules that delegate are not translated yet"
+            "HTTP rule without route, redirect or directResponse skipped"
         );
         return None;
     };
@@ -61,6 +61,9 @@ pub fn route_template(
     }
     route.action = Some(action);
     route.typed_per_filter_config = crate::fault::per_route_config(vs, rule);
+    route
+        .typed_per_filter_config
+        .extend(crate::cors::per_route_config(vs, rule));
     Some(route)
 }
 

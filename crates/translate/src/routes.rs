@@ -186,6 +186,21 @@ pub(crate) fn envoy_routes(
     port: Option<u16>,
     bound: impl Fn(&HttpMatchRequest) -> bool,
 ) -> Vec<Route> {
+    crate::delegate::expand(snapshot, vs, rule)
+        .iter()
+        .flat_map(|(vs, rule)| rule_routes(snapshot, node, vs, rule, port, &bound))
+        .collect()
+}
+
+/// [`envoy_routes`] for a rule that does not delegate.
+fn rule_routes(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    vs: &Resource<VirtualService>,
+    rule: &HttpRoute,
+    port: Option<u16>,
+    bound: &dyn Fn(&HttpMatchRequest) -> bool,
+) -> Vec<Route> {
     let Some(template) = route_template(snapshot, vs, rule, port) else {
         return Vec::new();
     };

@@ -8,8 +8,13 @@ use crate::istio::{
 };
 
 pub(super) fn validate(violations: &mut Violations, vs: &VirtualService) {
-    if vs.hosts.is_empty() {
+    // Without hosts, a VirtualService is a delegate (as in Istio), which
+    // only makes sense with HTTP rules to hand over.
+    let delegate = vs.hosts.is_empty();
+    if delegate && vs.http.is_empty() {
         violations.push("spec.hosts", "virtual service must have at least one host");
+    } else if delegate {
+        validate_delegate_vs(violations, vs);
     }
     for (index, host) in vs.hosts.iter().enumerate() {
         if host.is_empty() {
@@ -20,7 +25,9 @@ pub(super) fn validate(violations: &mut Violations, vs: &VirtualService) {
         }
     }
     for (index, http) in vs.http.iter().enumerate() {
-        validate_http_route(violations, &format!("spec.http[{index}]"), http);
+        let field = format!("spec.http[{index}]");
+        validate_http_route(violations, &field, http);
+        validate_delegate_rule(violations, &field, http, delegate);
     }
     for (index, tls) in vs.tls.iter().enumerate() {
         validate_tls_route(violations, &format!("spec.tls[{index}]"), tls);
@@ -31,6 +38,54 @@ pub(super) fn validate(violations: &mut Violations, vs: &VirtualService) {
             violations.port(&format!("{field}.match[{m}].port"), l4.port);
         }
         validate_l4_destinations(violations, &field, &tcp.route);
+    }
+}
+
+/// A delegate is only ever used through a root, for HTTP.
+fn validate_delegate_vs(violations: &mut Violations, vs: &VirtualService) {
+    if !vs.gateways.is_empty() {
+        violations.push(
+            "spec.gateways",
+            "delegate virtual service must have no gateways specified",
+        );
+    }
+    if !vs.tls.is_empty() {
+        violations.push(
+            "spec.tls",
+            "delegate virtual service must have no tls route specified",
+        );
+    }
+    if !vs.tcp.is_empty() {
+        violations.push(
+            "spec.tcp",
+            "delegate virtual service must have no tcp route specified",
+        );
+    }
+}
+
+fn validate_delegate_rule(
+    violations: &mut Violations,
+    field: &str,
+    http: &HttpRoute,
+    in_delegate: bool,
+) {
+    let Some(target) = &http.delegate else {
+        return;
+    };
+    let field = format!("{field}.delegate");
+    if in_delegate {
+        violations.push(&field, "delegate virtual service cannot have delegate");
+    }
+    if target.name.is_empty() {
+        violations.push(format!("{field}.name"), "delegate.name is required");
+    }
+    if let Some(namespace) = &target.namespace
+        && !super::is_dns1123_label(namespace)
+    {
+        violations.push(
+            format!("{field}.namespace"),
+            format!("namespace {namespace:?} is not a valid DNS-1123 label"),
+        );
     }
 }
 
@@ -347,3 +402,6 @@ fn validate_l4_destinations(violations: &mut Violations, field: &str, routes: &[
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -53,6 +53,8 @@ pub(crate) struct MeshFlags {
     pub mesh_config: Option<PathBuf>,
     /// `ALLOW_ANY` or `REGISTRY_ONLY`.
     pub outbound_traffic_policy: Option<String>,
+    /// `TEXT` or `JSON` access log lines.
+    pub access_log_encoding: Option<String>,
 }
 
 /// The control plane's state before it runs (pid 0).
@@ -95,6 +97,9 @@ pub(crate) fn control_plane(
     }
     if let Some(mode) = &mesh.outbound_traffic_policy {
         command.extend(["--outbound-traffic-policy".to_owned(), mode.clone()]);
+    }
+    if let Some(encoding) = &mesh.access_log_encoding {
+        command.extend(["--access-log-encoding".to_owned(), encoding.clone()]);
     }
     Ok(ControlPlaneState {
         pid: 0,

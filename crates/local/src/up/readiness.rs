@@ -87,6 +87,19 @@ fn proxy_probes(state: &UpState) -> Vec<Probe> {
     state.workloads.iter().map(probe).collect()
 }
 
+/// Every sidecar's app, through that sidecar's first inbound port.
+fn workload_probes(state: &UpState) -> impl Iterator<Item = Probe> + '_ {
+    state.workloads.iter().filter_map(|workload| {
+        let port = workload.inbound_ports.first()?;
+        Some(Probe {
+            what: format!("app of {}", workload.pod),
+            url: format!("http://{}:{port}/", workload.address),
+            expects: Expectation::AppAnswer,
+            last_failure: "waiting for the app".to_owned(),
+        })
+    })
+}
+
 /// Waits until every probe of `state` passes, for at most `timeout`.
 pub(crate) async fn wait_until_ready(state: &UpState, timeout: Duration) -> Result<(), NotReady> {
     let deadline = Instant::now() + timeout;
@@ -109,8 +122,14 @@ pub(crate) async fn wait_until_ready(state: &UpState, timeout: Duration) -> Resu
             last_failure: "waiting for the sidecars".to_owned(),
         });
     // Services are probed once every sidecar is ready, so that their calls
-    // go through sidecars that already route.
-    for phase in [proxy_probes(state), services.chain(gateways).collect()] {
+    // go through sidecars that already route. Each workload is probed too:
+    // a Service's URL reaches only its first workload, and the others' apps
+    // may still be starting.
+    let answers = services
+        .chain(workload_probes(state))
+        .chain(gateways)
+        .collect();
+    for phase in [proxy_probes(state), answers] {
         probe_until_passing(&client, phase, deadline)
             .await
             .map_err(|failing| NotReady {

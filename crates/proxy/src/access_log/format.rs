@@ -7,11 +7,13 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use envoy_types::pb::google::protobuf::Struct;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::jwt::VerifiedJwt;
 use metadata::MetadataPath;
 
+mod json;
 mod metadata;
 
 /// A header a `REQ`/`RESP` operator reads: a pseudo-header or a real one.
@@ -86,10 +88,18 @@ pub struct LogEntry<'a> {
     pub jwt: Option<&'a VerifiedJwt>,
 }
 
-/// A parsed format string.
+/// How a line is laid out: one format string, or a JSON object whose
+/// values are format strings (Envoy's `json_format`).
+#[derive(Debug, PartialEq, Eq)]
+enum Layout {
+    Text(Vec<Segment>),
+    Json(json::JsonObject),
+}
+
+/// A parsed access log format.
 #[derive(Debug, PartialEq, Eq)]
 pub struct LogFormat {
-    segments: Vec<Segment>,
+    layout: Layout,
     /// The headers a request must keep for its line.
     pub request_keys: Vec<HeaderKey>,
     pub response_keys: Vec<HeaderKey>,
@@ -103,47 +113,66 @@ pub enum FormatError {
     MissingHeader(String),
     #[error("operator {0} needs a metadata namespace")]
     MissingNamespace(String),
+    #[error("json_format field {0}: only strings, numbers, booleans and objects are supported")]
+    JsonValue(String),
 }
 
 impl LogFormat {
     pub fn parse(text: &str) -> Result<LogFormat, FormatError> {
-        let mut format = LogFormat {
-            segments: Vec::new(),
+        let mut format = LogFormat::empty();
+        format.layout = Layout::Text(format.template(text)?);
+        Ok(format)
+    }
+
+    /// A `json_format`: `fields` maps keys to format strings or to nested
+    /// objects of them.
+    pub fn parse_json(fields: &Struct) -> Result<LogFormat, FormatError> {
+        let mut format = LogFormat::empty();
+        format.layout = Layout::Json(json::JsonObject::parse(&mut format, fields)?);
+        Ok(format)
+    }
+
+    /// With `omit_empty`, JSON fields without a value are left out rather
+    /// than written as `null`.
+    pub fn omit_empty_values(mut self, omit_empty: bool) -> Self {
+        if let Layout::Json(object) = &mut self.layout {
+            object.omit_empty = omit_empty;
+        }
+        self
+    }
+
+    fn empty() -> LogFormat {
+        LogFormat {
+            layout: Layout::Text(Vec::new()),
             request_keys: Vec::new(),
             response_keys: Vec::new(),
-        };
+        }
+    }
+
+    /// One format string's literal text and operators.
+    fn template(&mut self, text: &str) -> Result<Vec<Segment>, FormatError> {
+        let mut segments = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find('%') {
             let after = &rest[start + 1..];
             match scan_operator(after) {
                 Some((name, argument, max_length, length)) => {
-                    format.literal(&rest[..start]);
-                    let operator = format.operator(name, argument)?;
-                    format.segments.push(Segment::Operator {
+                    literal(&mut segments, &rest[..start]);
+                    let operator = self.operator(name, argument)?;
+                    segments.push(Segment::Operator {
                         operator,
                         max_length,
                     });
                     rest = &after[length..];
                 }
                 None => {
-                    format.literal(&rest[..=start]);
+                    literal(&mut segments, &rest[..=start]);
                     rest = after;
                 }
             }
         }
-        format.literal(rest);
-        Ok(format)
-    }
-
-    fn literal(&mut self, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        if let Some(Segment::Literal(previous)) = self.segments.last_mut() {
-            previous.push_str(text);
-        } else {
-            self.segments.push(Segment::Literal(text.into()));
-        }
+        literal(&mut segments, rest);
+        Ok(segments)
     }
 
     fn operator(&mut self, name: &str, argument: Option<&str>) -> Result<Operator, FormatError> {
@@ -230,20 +259,38 @@ impl LogFormat {
 
     /// Appends the entry's line to `out`.
     pub fn render(&self, entry: &LogEntry<'_>, out: &mut String) {
-        for segment in &self.segments {
-            match segment {
-                Segment::Literal(text) => out.push_str(text),
-                Segment::Operator {
-                    operator,
-                    max_length,
-                } => {
-                    let start = out.len();
-                    render_operator(operator, entry, out);
-                    if out.len() == start {
-                        out.push('-');
-                    } else if let Some(max) = max_length {
-                        truncate(out, start + max);
-                    }
+        match &self.layout {
+            Layout::Text(segments) => render_segments(segments, entry, out),
+            Layout::Json(object) => object.render_line(entry, out),
+        }
+    }
+}
+
+fn literal(segments: &mut Vec<Segment>, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    if let Some(Segment::Literal(previous)) = segments.last_mut() {
+        previous.push_str(text);
+    } else {
+        segments.push(Segment::Literal(text.into()));
+    }
+}
+
+fn render_segments(segments: &[Segment], entry: &LogEntry<'_>, out: &mut String) {
+    for segment in segments {
+        match segment {
+            Segment::Literal(text) => out.push_str(text),
+            Segment::Operator {
+                operator,
+                max_length,
+            } => {
+                let start = out.len();
+                render_operator(operator, entry, out);
+                if out.len() == start {
+                    out.push('-');
+                } else if let Some(max) = max_length {
+                    truncate(out, start + max);
                 }
             }
         }

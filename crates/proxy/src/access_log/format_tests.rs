@@ -30,7 +30,7 @@ fn entry<'a>(
     }
 }
 
-fn render(format: &LogFormat, request: &HeaderMap, response: &HeaderMap) -> String {
+pub(super) fn render(format: &LogFormat, request: &HeaderMap, response: &HeaderMap) -> String {
     let head = RequestHead {
         method: "GET",
         path: "/reviews/0",

@@ -264,3 +264,37 @@ fn unsupported_fields_are_rejected_by_name() {
         Unsupported("route.hedge_policy")
     );
 }
+
+#[test]
+fn cors_and_fault_read_their_own_per_filter_configs() {
+    use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy as EnvoyCors;
+    use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+    use envoy_types::util::pack_any;
+
+    let mut route = forward_route(
+        PathSpecifier::Prefix("/".into()),
+        xds::RouteAction::default(),
+    );
+    route.typed_per_filter_config = [
+        (CORS_FILTER.to_string(), pack_any(EnvoyCors::default())),
+        (
+            crate::fault::FAULT_FILTER.to_string(),
+            pack_any(HttpFault::default()),
+        ),
+    ]
+    .into();
+    let settings = HostSettings {
+        include_attempt_count: false,
+    };
+    let compiled = Route::compile(&route, settings).unwrap();
+    assert!(compiled.cors.is_some() && compiled.fault.is_some());
+
+    route.typed_per_filter_config.insert(
+        "envoy.filters.http.csrf".into(),
+        pack_any(HttpFault::default()),
+    );
+    assert!(
+        Route::compile(&route, settings).is_err(),
+        "unknown filters NACK"
+    );
+}

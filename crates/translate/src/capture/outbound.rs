@@ -182,7 +182,11 @@ fn port_hcm(address: IpAddr, port: u16, access_logs: &[AccessLog]) -> HttpConnec
             config_source: Some(ads_config_source()),
             route_config_name: port.to_string(),
         })),
-        http_filters: vec![crate::fault::fault_filter(), router_filter()],
+        http_filters: vec![
+            crate::cors::cors_filter(),
+            crate::fault::fault_filter(),
+            router_filter(),
+        ],
         access_log: access_logs.to_vec(),
         ..Default::default()
     }

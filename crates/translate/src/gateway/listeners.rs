@@ -139,7 +139,11 @@ fn hcm_filter(port: u16, route_name: String, access_logs: &[AccessLog]) -> Filte
             config_source: Some(ads_config_source()),
             route_config_name: route_name,
         })),
-        http_filters: vec![crate::fault::fault_filter(), router_filter()],
+        http_filters: vec![
+            crate::cors::cors_filter(),
+            crate::fault::fault_filter(),
+            router_filter(),
+        ],
         access_log: access_logs.to_vec(),
         ..Default::default()
     };

@@ -223,3 +223,41 @@ fn faults_go_to_the_fault_filters_per_route_config() {
         "unset: no request is aborted"
     );
 }
+
+#[test]
+fn cors_policy_goes_to_the_cors_filters_per_route_config() {
+    let routes = ratings_routes(
+        "  - corsPolicy:\n      allowOrigins: [{exact: 'https://a.example'}, {prefix: 'https://b.'}, {regex: 'https://.*\\.c\\.example'}]\n      allowMethods: [GET, POST]\n      allowHeaders: [x-a, x-b]\n      exposeHeaders: [x-c]\n      maxAge: 24h\n      allowCredentials: true\n      unmatchedPreflights: IGNORE\n    route: [{destination: {host: ratings}}]\n",
+    );
+    let cors = &routes[0]["typedPerFilterConfig"]["envoy.filters.http.cors"];
+    assert_eq!(
+        cors["@type"],
+        "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"
+    );
+    assert_eq!(
+        cors["allowOriginStringMatch"],
+        json!([
+            {"exact": "https://a.example"},
+            {"prefix": "https://b."},
+            {"safeRegex": {"regex": "https://.*\\.c\\.example"}}
+        ])
+    );
+    assert_eq!(cors["allowMethods"], "GET,POST");
+    assert_eq!(cors["allowHeaders"], "x-a,x-b");
+    assert_eq!(cors["exposeHeaders"], "x-c");
+    assert_eq!(cors["maxAge"], "86400");
+    assert_eq!(cors["allowCredentials"], true);
+    assert_eq!(cors["forwardNotMatchingPreflights"], false);
+    // FORWARD (and unset) is Envoy's default: nothing emitted. The
+    // deprecated exact-only `allowOrigin` is read when allowOrigins is empty.
+    let routes = ratings_routes(
+        "  - corsPolicy: {allowOrigin: ['https://old.example'], unmatchedPreflights: FORWARD}\n    route: [{destination: {host: ratings}}]\n",
+    );
+    let cors = &routes[0]["typedPerFilterConfig"]["envoy.filters.http.cors"];
+    assert_eq!(
+        cors["allowOriginStringMatch"],
+        json!([{"exact": "https://old.example"}])
+    );
+    assert!(cors.get("forwardNotMatchingPreflights").is_none());
+    assert!(cors.get("allowCredentials").is_none());
+}

@@ -253,10 +253,12 @@ fn passes_mesh_settings_through_to_the_control_plane() {
     );
     assert!(!default.contains("--mesh-config"), "{default}");
     assert!(!default.contains("--outbound-traffic-policy"), "{default}");
+    assert!(!default.contains("--access-log-encoding"), "{default}");
 
     let mesh = MeshFlags {
         mesh_config: Some(root.path().join("mesh.yaml")),
         outbound_traffic_policy: Some("REGISTRY_ONLY".to_owned()),
+        access_log_encoding: Some("JSON".to_owned()),
     };
     let given = control_plane(&paths, &mesh, address)
         .unwrap()
@@ -265,7 +267,7 @@ fn passes_mesh_settings_through_to_the_control_plane() {
     let mesh_config = format!("--mesh-config {}", root.path().join("mesh.yaml").display());
     assert!(given.contains(&mesh_config), "{given}");
     assert!(
-        given.ends_with("--outbound-traffic-policy REGISTRY_ONLY"),
+        given.ends_with("--outbound-traffic-policy REGISTRY_ONLY --access-log-encoding JSON"),
         "{given}"
     );
     // The mesh config decides about access logs.
