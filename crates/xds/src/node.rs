@@ -17,12 +17,21 @@ const LABELS: &str = "LABELS";
 const INTERCEPTION_MODE: &str = "INTERCEPTION_MODE";
 const APP_PORTS: &str = "TRELLIS_APP_PORTS";
 const OUTBOUND_PORT: &str = "TRELLIS_OUTBOUND_PORT";
+/// Istio's choice of config generator for a node; `grpc` marks a
+/// proxyless gRPC client (set in its xDS bootstrap).
+const GENERATOR: &str = "GENERATOR";
+const GRPC_GENERATOR: &str = "grpc";
 
 /// The role of a proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProxyKind {
     Sidecar,
     Router,
+    /// A gRPC client that speaks xDS itself (Istio's proxyless gRPC): its
+    /// id says `sidecar` and its metadata `GENERATOR: grpc`. It is sent
+    /// client-side API listeners for the names it asks for, not a
+    /// sidecar's listeners.
+    ProxylessGrpc,
 }
 
 /// How the workload's traffic reaches its sidecar.
@@ -68,7 +77,7 @@ impl NodeInfo {
     /// Istio's node id: `sidecar~10.1.2.3~reviews-v1-abc.default~default.svc.cluster.local`.
     pub fn node_id(&self) -> String {
         let kind = match self.kind {
-            ProxyKind::Sidecar => "sidecar",
+            ProxyKind::Sidecar | ProxyKind::ProxylessGrpc => "sidecar",
             ProxyKind::Router => "router",
         };
         format!(
@@ -106,6 +115,9 @@ impl NodeInfo {
             OUTBOUND_PORT,
             Kind::StringValue(self.outbound_port.to_string()),
         );
+        if self.kind == ProxyKind::ProxylessGrpc {
+            put(GENERATOR, Kind::StringValue(GRPC_GENERATOR.into()));
+        }
         let mut locality = self.locality.splitn(3, '/').map(str::to_string);
         let locality = (!self.locality.is_empty()).then(|| Locality {
             region: locality.next().unwrap_or_default(),
@@ -133,6 +145,10 @@ impl NodeInfo {
         };
         let empty = Struct::default();
         let meta = node.metadata.as_ref().unwrap_or(&empty);
+        let kind = match (kind, string_field(meta, GENERATOR).as_deref()) {
+            (ProxyKind::Sidecar, Some(GRPC_GENERATOR)) => ProxyKind::ProxylessGrpc,
+            (kind, _) => kind,
+        };
         let ip = string_field(meta, INSTANCE_IPS)
             .and_then(|ips| ips.split(',').next()?.trim().parse().ok())
             .ok_or(NodeError::BadMetadata(INSTANCE_IPS))?;
@@ -242,6 +258,29 @@ mod tests {
             "sidecar~127.42.0.7~reviews-v1-0.default~default.svc.cluster.local"
         );
         assert_eq!(NodeInfo::from_node(&node).unwrap(), info);
+    }
+
+    #[test]
+    fn grpc_generator_marks_a_proxyless_client() {
+        let info = NodeInfo {
+            kind: ProxyKind::ProxylessGrpc,
+            ..reviews()
+        };
+        let node = info.to_node();
+        assert!(node.id.starts_with("sidecar~"), "{}", node.id);
+        assert_eq!(NodeInfo::from_node(&node).unwrap(), info);
+
+        // Another generator (Istio also knows `istio`) leaves a sidecar a sidecar.
+        let mut node = reviews().to_node();
+        let generator = Value {
+            kind: Some(Kind::StringValue("istio".into())),
+        };
+        node.metadata
+            .as_mut()
+            .unwrap()
+            .fields
+            .insert(GENERATOR.into(), generator);
+        assert_eq!(NodeInfo::from_node(&node).unwrap().kind, ProxyKind::Sidecar);
     }
 
     #[test]

@@ -351,7 +351,9 @@ impl<G: ResourceGenerator> AdsStream<G> {
         if subscription.sent.as_ref() == Some(&key) {
             return Ok(());
         }
-        let resources = if type_url::is_wildcard(type_url) {
+        let resources = if type_url::is_wildcard(type_url)
+            && subscribes_to_all(&subscription.names)
+        {
             typed.select(&[])
         } else if subscription.names.is_empty() {
             Vec::new()
@@ -397,6 +399,13 @@ pub(crate) fn generate_latest<G: ResourceGenerator>(
             None
         }
     }
+}
+
+/// For a wildcard type (LDS, CDS), no names (what Envoy sends) or `*` ask
+/// for everything; otherwise the client (a proxyless gRPC client) wants
+/// exactly the names it lists, and unknown names are simply absent.
+fn subscribes_to_all(names: &[String]) -> bool {
+    names.is_empty() || names.iter().any(|name| name == "*")
 }
 
 fn known_type(type_url: &str) -> Option<&'static str> {
