@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use trellis_config::Snapshot;
 use trellis_translate::MeshOptions;
+use trellis_xds::node::ProxyKind;
 use trellis_xds::server::ResourceGenerator;
 use trellis_xds::{EncodedResources, NodeInfo};
 
@@ -33,8 +34,16 @@ impl ResourceGenerator for SnapshotGenerator {
         let Some(snapshot) = self.snapshot.load_full() else {
             return Ok(None); // nothing loaded yet: never push an empty config
         };
-        Ok(Some(
-            trellis_translate::translate_with(&snapshot, node, &self.mesh).encode(),
-        ))
+        let resources = match node.kind {
+            // Proxyless gRPC clients (node metadata `GENERATOR: grpc`) get
+            // gRPC's resources, as Istio's grpc generator makes them.
+            ProxyKind::ProxylessGrpc => {
+                trellis_translate::translate_proxyless_grpc(&snapshot, node)
+            }
+            ProxyKind::Sidecar | ProxyKind::Router => {
+                trellis_translate::translate_with(&snapshot, node, &self.mesh)
+            }
+        };
+        Ok(Some(resources.encode()))
     }
 }

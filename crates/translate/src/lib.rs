@@ -14,6 +14,7 @@ mod endpoints;
 mod external;
 mod fault;
 mod gateway;
+mod grpc;
 mod listeners;
 mod names;
 mod retry_policy;
@@ -32,6 +33,7 @@ pub use access_log::{
 };
 pub use capture::OutboundTrafficPolicy;
 pub use gateway::{UNPRIVILEGED_PORT_OFFSET, listen_port as gateway_listen_port};
+pub use grpc::translate_proxyless_grpc;
 pub use names::{inbound_cluster_name, outbound_cluster_name};
 
 /// Mesh-wide choices that come from the control plane's settings (Istio's

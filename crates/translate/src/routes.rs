@@ -47,7 +47,7 @@ fn is_http(port: &MeshServicePort) -> bool {
     )
 }
 
-fn virtual_host(
+pub(crate) fn virtual_host(
     snapshot: &Snapshot,
     node: &NodeInfo,
     service: &MeshService,
