@@ -3,6 +3,7 @@
 #![deny(rust_2018_idioms)]
 
 mod dashboard;
+mod logging;
 
 use clap::{Parser, Subcommand};
 
@@ -10,7 +11,6 @@ use clap::{Parser, Subcommand};
 /// thread-local free lists make that markedly cheaper than glibc malloc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use tracing_subscriber::EnvFilter;
 
 /// Trellis: a service mesh that speaks Istio's API.
 #[derive(Parser)]
@@ -53,13 +53,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("TRELLIS_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logging::init();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Command::Proxy(trellis_proxy::ProxyOptions {
         concurrency: Some(threads),

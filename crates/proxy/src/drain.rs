@@ -34,6 +34,11 @@ impl Drain {
         }
     }
 
+    /// Whether draining has started.
+    pub fn is_draining(&self) -> bool {
+        *self.signal.borrow()
+    }
+
     /// Signals every watcher, then waits until all of them are gone or the
     /// deadline passes. Returns whether everything finished in time.
     pub async fn drain(&self, deadline: Duration) -> bool {

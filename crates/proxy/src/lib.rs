@@ -34,6 +34,8 @@ mod keepalive;
 mod listener;
 mod listeners;
 mod load_balancer;
+pub mod log_levels;
+mod merged_metrics;
 mod metric_labels;
 mod metrics;
 mod mirror;
@@ -58,6 +60,7 @@ mod tls_origination;
 mod unsupported;
 mod upstream_bind;
 mod xds_address;
+mod xds_stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,6 +84,8 @@ pub enum ProxyError {
     ControlPlane(#[from] trellis_ca::CaError),
     #[error(transparent)]
     TrustDomain(#[from] trellis_ca::InvalidTrustDomain),
+    #[error("{0}")]
+    AppMetrics(String),
     #[error("cannot serve {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -95,6 +100,12 @@ pub async fn start(options: &ProxyOptions) -> Result<Arc<ProxyState>, ProxyError
             path: path.to_path_buf(),
             source,
         })
+    };
+    let app_metrics = match &options.app_prometheus {
+        Some(json) => merged_metrics::AppScrape::parse(json)
+            .and_then(|app| app.target(options.ip))
+            .map_err(ProxyError::AppMetrics)?,
+        None => None,
     };
     let root_pem = read(&options.root_cert)?;
     let token = read(&options.token_file)?.trim().to_string();
@@ -139,6 +150,11 @@ pub async fn start(options: &ProxyOptions) -> Result<Arc<ProxyState>, ProxyError
             options.ip,
             options.health_port,
             admin::health_router(state.clone()),
+        ),
+        (
+            options.ip,
+            options.status_port,
+            admin::status_router(state.clone(), app_metrics),
         ),
     ] {
         let address = SocketAddr::new(ip, port);

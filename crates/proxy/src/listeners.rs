@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::connection::serve_connection;
-use crate::listener::ListenerSpec;
+use crate::listener::{Direction, ListenerSpec};
 use crate::state::ProxyState;
 
 pub struct Listeners {
@@ -21,6 +21,22 @@ pub struct Listeners {
     running: Mutex<HashMap<String, Running>>,
     /// Every listener by its address, for original-destination hand-off.
     by_address: ArcSwap<HashMap<SocketAddr, SharedSpec>>,
+    /// Set by `/drain_listeners`: these listeners accept nothing more, and
+    /// ones LDS adds later never start accepting.
+    drained: Mutex<Option<DrainScope>>,
+}
+
+/// Which listeners `/drain_listeners` stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainScope {
+    Inbound,
+    All,
+}
+
+impl DrainScope {
+    fn covers(self, direction: Direction) -> bool {
+        self == DrainScope::All || direction == Direction::Inbound
+    }
 }
 
 type SharedSpec = Arc<ArcSwap<ListenerSpec>>;
@@ -44,7 +60,37 @@ impl Listeners {
             state,
             running: Mutex::default(),
             by_address: ArcSwap::default(),
+            drained: Mutex::default(),
         }
+    }
+
+    /// Stops the accept loops of the listeners `scope` covers, now and for
+    /// listeners added later; returns how many were accepting.
+    pub fn stop_accepting(&self, scope: DrainScope) -> usize {
+        let mut drained = self.drained.lock().unwrap_or_else(|e| e.into_inner());
+        *drained = Some(match *drained {
+            Some(DrainScope::All) => DrainScope::All,
+            _ => scope,
+        });
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .values()
+            .filter(|r| r.bound && scope.covers(r.spec.load().direction))
+            .filter(|r| !r.stop.send_replace(true))
+            .count()
+    }
+
+    /// Whether `/drain_listeners` stopped any listeners.
+    pub fn any_drained(&self) -> bool {
+        self.drained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    fn is_drained(&self, direction: Direction) -> bool {
+        let drained = self.drained.lock().unwrap_or_else(|e| e.into_inner());
+        drained.is_some_and(|scope| scope.covers(direction))
     }
 
     /// Makes the running set equal `specs`. Binding happens before anything
@@ -146,6 +192,15 @@ impl Listeners {
                 stop,
             };
         };
+        if self.is_drained(spec.load().direction) {
+            // The socket closes here: a drained proxy takes no new connections.
+            return Running {
+                address,
+                spec,
+                bound: true,
+                stop,
+            };
+        }
         let state = self.state.clone();
         let shared_spec = spec.clone();
         let mut drain = self.state.upgrade().map(|s| s.drain.watch());

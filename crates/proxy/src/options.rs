@@ -52,6 +52,15 @@ pub struct ProxyOptions {
     /// Health port (`/healthz/ready`).
     #[arg(long, default_value_t = 15021)]
     pub health_port: u16,
+    /// Status port (Istio's 15020): `/stats/prometheus` merges the proxy's
+    /// metrics with the app's, and `/healthz/ready`.
+    #[arg(long, default_value_t = 15020)]
+    pub status_port: u16,
+    /// The app's own Prometheus annotations as JSON, e.g.
+    /// `{"scrape":"true","port":"9102","path":"/metrics"}`: the status port
+    /// scrapes the app there and merges its metrics (the injector sets this).
+    #[arg(long, env = "ISTIO_PROMETHEUS_ANNOTATIONS", value_name = "JSON")]
+    pub app_prometheus: Option<String>,
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
     /// Another trust domain whose peers are this mesh's too (Istio's mesh

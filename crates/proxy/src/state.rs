@@ -53,6 +53,8 @@ pub struct ProxyState {
     assignments: Mutex<HashMap<String, Vec<crate::cluster::Endpoint>>>,
     /// Ready once both clusters and listeners have been applied.
     configured: watch::Sender<(bool, bool)>,
+    pub xds_updates: crate::xds_stats::XdsUpdateStats,
+    pub started: std::time::Instant,
 }
 
 impl ProxyState {
@@ -76,6 +78,8 @@ impl ProxyState {
             accepted: Mutex::default(),
             assignments: Mutex::default(),
             configured: watch::Sender::new((false, false)),
+            xds_updates: Default::default(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -169,13 +173,15 @@ impl ProxyState {
 impl ResourceHandler for ProxyState {
     fn apply(&self, type_url: &str, resources: &[Any]) -> Result<(), String> {
         // Each apply_* returns the accepted resources' names in input order.
-        let names = match type_url {
-            type_url::CLUSTER => self.apply_clusters(resources)?,
-            type_url::ENDPOINT => self.apply_endpoints(resources)?,
-            type_url::LISTENER => self.apply_listeners(resources)?,
-            type_url::ROUTE => self.apply_routes(resources)?,
+        let applied = match type_url {
+            type_url::CLUSTER => self.apply_clusters(resources),
+            type_url::ENDPOINT => self.apply_endpoints(resources),
+            type_url::LISTENER => self.apply_listeners(resources),
+            type_url::ROUTE => self.apply_routes(resources),
             other => return Err(format!("resource type {other} is not supported")),
         };
+        self.xds_updates.record(type_url, applied.is_ok());
+        let names = applied?;
         let by_name = names.into_iter().zip(resources.iter().cloned()).collect();
         self.accepted
             .lock()
