@@ -40,6 +40,9 @@ enum Command {
     /// Show which proxies are connected to a control plane and whether each
     /// holds the latest config (istioctl proxy-status).
     ProxyStatus(trellis_control::ProxyStatusArgs),
+    /// Show what one proxy runs: clusters, listeners, routes, endpoints,
+    /// secrets, bootstrap, log levels (istioctl proxy-config).
+    ProxyConfig(trellis_control::ProxyConfigArgs),
     /// Print (or open) the mesh dashboard of a running `trellis up`.
     Dashboard(dashboard::DashboardArgs),
     /// Add the sidecar to the pods of Kubernetes manifests, offline
@@ -73,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             Command::Analyze(args) => std::process::exit(trellis_analyze::run_analyze(&args)?),
             Command::Iptables(args) => Ok(trellis_capture::run(&args)?),
             Command::ProxyStatus(args) => trellis_control::run_proxy_status(args).await,
+            Command::ProxyConfig(args) => trellis_control::run_proxy_config(args).await,
             Command::Dashboard(args) => dashboard::run(&args),
             Command::KubeInject(args) => Ok(trellis_inject::run_kube_inject(&args)?),
             Command::InjectWebhook(args) => Ok(trellis_inject::run_webhook(&args).await?),

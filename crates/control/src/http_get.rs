@@ -1,5 +1,5 @@
-//! A JSON GET over plain HTTP/1.1, for the CLI's calls to the control
-//! plane's and proxies' local debug ports.
+//! Plain HTTP/1.1 calls from the CLI to the control plane's and proxies'
+//! local debug and admin ports.
 
 use std::net::SocketAddr;
 
@@ -12,13 +12,22 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     address: SocketAddr,
     path: &str,
 ) -> anyhow::Result<T> {
+    let body = call(address, hyper::Method::GET, path).await?;
+    serde_json::from_slice(&body).with_context(|| format!("{address}{path} did not answer JSON"))
+}
+
+/// The body of a successful answer to `METHOD path`; other statuses are
+/// errors quoting the answer.
+pub async fn call(address: SocketAddr, method: hyper::Method, path: &str) -> anyhow::Result<Bytes> {
     let stream = tokio::net::TcpStream::connect(address)
         .await
         .with_context(|| format!("connecting to {address}"))?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let request = hyper::Request::get(path)
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header(hyper::header::HOST, address.to_string())
         .body(Empty::<Bytes>::new())?;
     let response = sender.send_request(request).await?;
@@ -27,7 +36,7 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     anyhow::ensure!(
         status.is_success(),
         "{address}{path} answered {status}: {}",
-        String::from_utf8_lossy(&body)
+        String::from_utf8_lossy(&body).trim_end()
     );
-    serde_json::from_slice(&body).with_context(|| format!("{address}{path} did not answer JSON"))
+    Ok(body)
 }

@@ -11,8 +11,10 @@ mod jwks;
 mod mesh_config;
 mod monitoring;
 mod options;
+mod proxy_config;
 mod status;
 mod sync;
+mod text_table;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ pub use config_source::KubernetesOptions;
 pub use dashboard::DashboardOptions;
 pub use generator::SnapshotGenerator;
 pub use options::{ControlPlaneOptions, OutboundTrafficMode};
+pub use proxy_config::{ProxyConfigArgs, run_proxy_config};
 pub use status::{ProxyStatusArgs, run_proxy_status};
 
 /// How long config changes settle before a push (an editor's save is

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::http_get::get_json;
 use crate::sync::{SyncReport, SyncedProxy, TypeSync};
+use crate::text_table::align;
 
 /// Shows each proxy's sync state with the control plane.
 #[derive(Clone, Debug, clap::Args)]
@@ -107,30 +108,6 @@ fn sync_state(status: Option<&TypeSync>) -> String {
         }) => format!("STALE ({error})"),
         Some(_) => "STALE".into(),
     }
-}
-
-fn align(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(String::len)
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
-            .collect();
-        out.push_str(cells.join("     ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[derive(Deserialize)]

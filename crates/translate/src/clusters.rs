@@ -21,7 +21,7 @@ use trellis_config::{MeshService, MeshServicePort, Snapshot};
 use crate::build::{duration, mesh_tls_context, tls_socket};
 use crate::cluster_policy::{ClusterPolicy, LocalityLb, default_circuit_breakers};
 use crate::external;
-use crate::names::{outbound_cluster_name, outbound_sni};
+use crate::names::{istio_config_metadata, outbound_cluster_name, outbound_sni};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The mesh ALPN a sidecar offers, so the peer knows it is talking to a
@@ -73,6 +73,7 @@ pub fn outbound(snapshot: &Snapshot) -> Vec<OutboundCluster> {
                         .or_else(|| external::origination_socket(tls, &service.hostname, h2));
                 }
                 policy.apply(&mut cluster, port.protocol);
+                cluster.metadata = rule.map(istio_config_metadata);
                 external::apply_resolution(&mut cluster, snapshot, service, port);
                 clusters.push(OutboundCluster {
                     cluster,

@@ -18,7 +18,7 @@ use trellis_config::{MeshService, MeshServicePort, Protocol, Snapshot};
 use trellis_xds::NodeInfo;
 
 use crate::build::duration;
-use crate::names::{HTTP_PROXY_ROUTE, outbound_cluster_name};
+use crate::names::{HTTP_PROXY_ROUTE, istio_config_metadata, outbound_cluster_name};
 use crate::route_action::route_template;
 
 /// The route table of the explicit HTTP proxy listener: every HTTP port of
@@ -205,6 +205,7 @@ fn rule_routes(
         return Vec::new();
     };
     let name = rule.name.clone().unwrap_or_default();
+    let metadata = Some(istio_config_metadata(vs));
     let matches: Vec<RouteMatch> = if rule.r#match.is_empty() {
         vec![prefix_match("/")]
     } else {
@@ -219,6 +220,7 @@ fn rule_routes(
         .map(|m| Route {
             name: name.clone(),
             r#match: Some(m),
+            metadata: metadata.clone(),
             ..template.clone()
         })
         .collect()
