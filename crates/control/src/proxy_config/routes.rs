@@ -57,14 +57,14 @@ pub fn filtered<'a>(configs: &[&'a Value], filter: &RouteFilter) -> Vec<&'a Valu
         .collect()
 }
 
-/// The domains without a port (their `:PORT` twins add nothing), the first
-/// few of them, then how many more.
+/// The domains without a port (their `:PORT` twins add nothing) unless all
+/// have one, the first few of them, then how many more.
 fn describe_domains(domains: &[Value]) -> String {
     let domains: Vec<&str> = domains.iter().filter_map(Value::as_str).collect();
     if domains.len() == 1 {
         return domains[0].to_string();
     }
-    let without_port: Vec<&str> = domains
+    let mut without_port: Vec<&str> = domains
         .iter()
         .copied()
         .filter(|d| {
@@ -72,6 +72,10 @@ fn describe_domains(domains: &[Value]) -> String {
                 .is_none_or(|(_, port)| port.parse::<u16>().is_err())
         })
         .collect();
+    if without_port.is_empty() {
+        // Every domain has a port (the explicit proxy's hosts): show them.
+        without_port = domains;
+    }
     if without_port.len() > SHOWN_DOMAINS {
         format!(
             "{} + {} more...",
@@ -138,6 +142,8 @@ mod tests {
             ]
         );
         assert_eq!(rows[2][3], "/exact");
+        let ported = [json!("details:9080"), json!("details.default:9080")];
+        assert_eq!(describe_domains(&ported), "details:9080, details.default:9080");
         let other = RouteFilter {
             name: Some("80".into()),
         };
