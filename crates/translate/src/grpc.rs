@@ -28,7 +28,7 @@ pub fn translate_proxyless_grpc(snapshot: &Snapshot, node: &NodeInfo) -> ProxyRe
     // gRPC resolves endpoints only through EDS.
     outbound.retain(|c| c.service.visible_from(&node.namespace) && clusters::is_eds(&c.cluster));
     let mut endpoints = crate::endpoints::for_clusters(snapshot, node, &outbound);
-    clusters::mark_healthy(&mut endpoints);
+    clusters::narrow_endpoints(&mut endpoints);
     let services = listeners::routable_ports(&outbound);
     ProxyResources {
         listeners: services.iter().map(listeners::api_listener).collect(),

@@ -133,4 +133,11 @@ fn only_what_grpc_implements() {
         .filter_map(|locality| Some(locality.load_balancing_weight?.value))
         .collect();
     assert!(!weights.is_empty() && weights.iter().all(|w| *w > 0));
+    let groups = resources.endpoints.iter().flat_map(|e| &e.endpoints);
+    assert!(groups.clone().all(|group| group.locality.is_some()));
+    assert!(
+        groups
+            .clone()
+            .any(|group| group.locality == Some(Default::default()))
+    );
 }

@@ -3,15 +3,16 @@
 //! Istio's consistent hashing; circuit breakers (max requests) and outlier
 //! detection as translated. gRPC rejects LEAST_REQUEST, RANDOM and
 //! MAGLEV, and a TLS context without certificate providers, so those
-//! become round robin, ring hash and plaintext. Endpoints go out HEALTHY:
-//! the registry holds only ready ones.
+//! become round robin, ring hash and plaintext. Endpoints go out HEALTHY
+//! (the registry holds only ready ones), and every group of them with a
+//! locality, empty when unknown, since gRPC rejects a group without one.
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy, RingHashLbConfig,
     ring_hash_lb_config::HashFunction,
 };
-use envoy_types::pb::envoy::config::core::v3::HealthStatus;
+use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Locality};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 
 use crate::clusters::OutboundCluster;
@@ -53,12 +54,12 @@ pub fn grpc_cluster(outbound: &OutboundCluster) -> Cluster {
     }
 }
 
-pub fn mark_healthy(assignments: &mut [ClusterLoadAssignment]) {
-    let endpoints = assignments
-        .iter_mut()
-        .flat_map(|a| &mut a.endpoints)
-        .flat_map(|locality| &mut locality.lb_endpoints);
-    for endpoint in endpoints {
-        endpoint.health_status = HealthStatus::Healthy as i32;
+pub fn narrow_endpoints(assignments: &mut [ClusterLoadAssignment]) {
+    let groups = assignments.iter_mut().flat_map(|a| &mut a.endpoints);
+    for group in groups {
+        group.locality.get_or_insert_with(Locality::default);
+        for endpoint in &mut group.lb_endpoints {
+            endpoint.health_status = HealthStatus::Healthy as i32;
+        }
     }
 }
