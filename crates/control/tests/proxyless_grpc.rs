@@ -4,7 +4,9 @@
 //! served by two Python gRPC servers (v1, v2) registered as WorkloadEntries.
 //! Checked: calls succeed; a DestinationRule's subsets with an 80/20
 //! VirtualService split traffic within binomial bounds; a header match
-//! routes to v2; a VirtualService edit to 100% v2 reaches the client live.
+//! routes to v2; a VirtualService edit to 100% v2 reaches the client live;
+//! consistent hashing on a header becomes ring hash, each user sticking to
+//! one version.
 //!
 //! grpcio comes from `scripts/test`; without it the test says so and skips.
 
@@ -48,6 +50,18 @@ spec:
   subsets:
   - {name: v1, labels: {version: v1}}
   - {name: v2, labels: {version: v2}}
+"#;
+
+/// Consistent hashing on a header for the whole service: gRPC's ring hash.
+const HASHED_DESTINATION_RULE: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: default}
+spec:
+  host: echo.default.svc.cluster.local
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpHeaderName: x-user}
 "#;
 
 /// Header `x-canary: true` to v2; the rest split v1 `v1_weight`%, v2 the rest.
@@ -327,6 +341,32 @@ async fn grpcio_follows_subsets_weights_header_matches_and_live_changes() {
     let after = client.call(200, None).await;
     assert!(after.all("v2", 200), "{after:?}");
     assert!(after.last_error.is_none(), "{after:?}");
+
+    // Back to round robin over both (impossible under 100% v2), then ring
+    // hash on `x-user`: each user sticks to one version (impossible under
+    // round robin, which alternates).
+    std::fs::remove_file(config.path().join("virtual-service.yaml")).unwrap();
+    std::fs::remove_file(config.path().join("destination-rule.yaml")).unwrap();
+    let both = |b: &Batch| b.errors.is_empty() && b.count("v1") > 0 && b.count("v2") > 0;
+    client.until("round robin again", 20, None, both).await;
+    put(
+        config.path(),
+        "destination-rule.yaml",
+        HASHED_DESTINATION_RULE,
+    );
+    let sticks = |b: &Batch| b.all("v1", 20) || b.all("v2", 20);
+    let first_user = Some(("x-user", "user-0"));
+    client.until("ring hash", 20, first_user, sticks).await;
+    let mut versions = BTreeMap::new();
+    for user in 0..16 {
+        let name = format!("user-{user}");
+        let batch = client.call(20, Some(("x-user", &name))).await;
+        assert!(sticks(&batch), "{name} moved: {batch:?}");
+        let version = batch.replies.into_keys().next().unwrap();
+        *versions.entry(version).or_insert(0) += 1;
+    }
+    // Both endpoints own part of the ring (all 16 on one: 2 in 65,536).
+    assert_eq!(versions.len(), 2, "users by version: {versions:?}");
 }
 
 fn tempdir() -> tempfile::TempDir {
