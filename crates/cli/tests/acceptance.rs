@@ -141,8 +141,14 @@ async fn every_hop_is_mutual_tls_with_spiffe_identities() {
         .await
         .unwrap()
         .json();
-    let clusters = &dump["configs"][0]["dynamic_active_clusters"];
-    let v2 = clusters
+    // Sections are found by type, as Envoy's dump readers do.
+    let clusters = dump["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|section| section["@type"] == "type.googleapis.com/envoy.admin.v3.ClustersConfigDump")
+        .expect("a clusters section");
+    let v2 = clusters["dynamic_active_clusters"]
         .as_array()
         .unwrap()
         .iter()

@@ -191,13 +191,37 @@ async fn inbound_metrics_name_the_source_workload() {
         "source_app=\"productpage\"",
         "source_version=\"v1\"",
         "source_principal=\"spiffe://cluster.local/ns/default/sa/bookinfo-productpage\"",
+        "source_canonical_service=\"productpage\"",
+        "source_canonical_revision=\"v1\"",
+        "source_cluster=\"Kubernetes\"",
+        "destination_canonical_service=\"details\"",
+        "destination_canonical_revision=\"v1\"",
+        "destination_cluster=\"Kubernetes\"",
+        "request_protocol=\"http\"",
+        "grpc_response_status=\"\"",
     ];
+    for metric in [
+        "istio_requests_total{",
+        "istio_request_bytes_count{",
+        "istio_response_bytes_count{",
+    ] {
+        assert!(
+            exposition
+                .lines()
+                .any(|line| line.starts_with(metric)
+                    && labels.iter().all(|label| line.contains(label))),
+            "no inbound {metric} series with {labels:?} in:\n{exposition}"
+        );
+    }
+    // details answers a JSON body of some hundred bytes: not in the 1-100 buckets.
+    let small_responses = exposition.lines().find(|line| {
+        line.starts_with("istio_response_bytes_bucket{")
+            && line.contains("source_workload=\"productpage-v1\"")
+            && line.contains("le=\"100.0\"")
+    });
     assert!(
-        exposition
-            .lines()
-            .any(|line| line.starts_with("istio_requests_total{")
-                && labels.iter().all(|label| line.contains(label))),
-        "no inbound series with {labels:?} in:\n{exposition}"
+        small_responses.is_some_and(|line| line.ends_with(" 0")),
+        "{small_responses:?}"
     );
 
     let productpage = mesh.workload("productpage-v1");

@@ -257,7 +257,7 @@ mod tests {
     use crate::identity::Identity;
     use crate::load_balancer::{Algorithm, Balancing};
     use crate::metric_labels::{Service, Workload};
-    use crate::metrics::{Reporter, RequestLabels};
+    use crate::metrics::{Reporter, RequestLabels, RequestProtocol};
     use crate::response_flags::ResponseFlags;
 
     /// A loopback server answering 503 to the first `failures` requests
@@ -351,6 +351,8 @@ mod tests {
             response_code: 0,
             response_flags: "-",
             connection_security_policy: "unknown",
+            request_protocol: RequestProtocol::Http,
+            grpc_response_status: None,
         })
     }
 

@@ -19,7 +19,7 @@ use crate::forward::{Downstream, handle};
 use crate::inspect::inspect;
 use crate::listener::{ChainSpec, Direction, HcmSpec, ListenerSpec, NetworkFilter, RouteSource};
 use crate::metric_labels::{Shared, Workload};
-use crate::metrics::{Reporter, RequestLabels};
+use crate::metrics::{Reporter, RequestLabels, RequestProtocol};
 use crate::original_dst::original_destination;
 use crate::state::ProxyState;
 
@@ -269,6 +269,8 @@ pub(crate) fn connection_labels(
         response_code: 0,
         response_flags: "-",
         connection_security_policy: "unknown",
+        request_protocol: RequestProtocol::Http,
+        grpc_response_status: None,
     };
     match direction {
         Direction::Outbound => template,

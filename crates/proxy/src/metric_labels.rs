@@ -15,6 +15,33 @@ pub struct Workload {
     pub principal: String,
     pub app: String,
     pub version: String,
+    /// Istio's canonical service and revision (`service.istio.io/canonical-*`
+    /// labels, else `app` / `version`, else the workload name / `latest`).
+    pub canonical_service: String,
+    pub canonical_revision: String,
+    /// The cluster the workload runs in (Istio's cluster ID).
+    pub cluster: String,
+}
+
+/// Istio's cluster ID when none is configured.
+pub const DEFAULT_CLUSTER: &str = "Kubernetes";
+const CANONICAL_NAME: &str = "service.istio.io/canonical-name";
+const CANONICAL_REVISION: &str = "service.istio.io/canonical-revision";
+
+/// Istio's canonical service and revision of a workload with `labels`.
+pub fn canonical_names(
+    labels: impl Fn(&str) -> Option<String>,
+    workload_name: &str,
+) -> (String, String) {
+    let service = labels(CANONICAL_NAME)
+        .or_else(|| labels("app.kubernetes.io/name"))
+        .or_else(|| labels("app"))
+        .unwrap_or_else(|| workload_name.to_string());
+    let revision = labels(CANONICAL_REVISION)
+        .or_else(|| labels("app.kubernetes.io/version"))
+        .or_else(|| labels("version"))
+        .unwrap_or_else(|| "latest".to_string());
+    (service, revision)
 }
 
 /// The Service a request was addressed to.
@@ -90,21 +117,32 @@ impl Workload {
             principal,
             app: unknown(),
             version: unknown(),
+            canonical_service: unknown(),
+            canonical_revision: unknown(),
+            cluster: unknown(),
         }
     }
 
-    /// From Istio's endpoint metadata `NAME;NAMESPACE;APP;VERSION;CLUSTER`.
+    /// From Istio's endpoint metadata
+    /// `NAME;NAMESPACE;CANONICAL_SERVICE;CANONICAL_REVISION;CLUSTER`.
     pub fn from_istio_metadata(workload: &str, principal: Option<String>) -> Option<Workload> {
         let fields: Vec<&str> = workload.split(';').collect();
-        let [name, namespace, app, version, ..] = fields.as_slice() else {
+        let [name, namespace, service, revision, rest @ ..] = fields.as_slice() else {
             return None;
         };
+        let cluster = rest
+            .first()
+            .filter(|c| !c.is_empty())
+            .unwrap_or(&DEFAULT_CLUSTER);
         Some(Workload {
             name: name.to_string(),
             namespace: namespace.to_string(),
             principal: principal.unwrap_or_else(|| UNKNOWN.into()),
-            app: app.to_string(),
-            version: version.to_string(),
+            app: service.to_string(),
+            version: revision.to_string(),
+            canonical_service: service.to_string(),
+            canonical_revision: revision.to_string(),
+            cluster: cluster.to_string(),
         })
     }
 }
@@ -152,12 +190,17 @@ impl ProxyLabels {
                 .cloned()
                 .unwrap_or_else(|| UNKNOWN.into())
         };
+        let (canonical_service, canonical_revision) =
+            canonical_names(|key| node.labels.get(key).cloned(), &node.workload_name);
         let me = Workload {
             name: node.workload_name.clone(),
             namespace: node.namespace.clone(),
             principal,
             app: label("app"),
             version: label("version"),
+            canonical_service,
+            canonical_revision,
+            cluster: DEFAULT_CLUSTER.into(),
         };
         ProxyLabels {
             me: Shared::new(me),
@@ -207,6 +250,14 @@ mod tests {
         assert_eq!(
             (workload.name.as_str(), workload.version.as_str()),
             ("reviews-v1", "v1")
+        );
+        assert_eq!(
+            (
+                workload.canonical_service.as_str(),
+                workload.canonical_revision.as_str(),
+                workload.cluster.as_str()
+            ),
+            ("reviews", "v1", "Kubernetes")
         );
         assert!(Workload::from_istio_metadata("garbage", None).is_none());
     }

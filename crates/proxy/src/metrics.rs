@@ -1,5 +1,6 @@
 //! Istio's standard request metrics (`istio_requests_total`,
-//! `istio_request_duration_milliseconds`) with Istio's label names.
+//! `istio_request_duration_milliseconds`, `istio_request_bytes`,
+//! `istio_response_bytes`) with Istio's label names.
 
 use std::time::Duration;
 
@@ -16,6 +17,40 @@ const DURATION_BUCKETS: [f64; 19] = [
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
+
+/// Istio's size buckets, in bytes: powers of ten up to 1 GB.
+const SIZE_BUCKETS: [f64; 10] = [
+    1.0,
+    10.0,
+    100.0,
+    1000.0,
+    10000.0,
+    100000.0,
+    1000000.0,
+    10000000.0,
+    100000000.0,
+    1000000000.0,
+];
+
+/// `request_protocol`: gRPC is told apart by its content type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestProtocol {
+    Http,
+    Grpc,
+}
+
+impl RequestProtocol {
+    pub fn of(headers: &http::HeaderMap) -> RequestProtocol {
+        let grpc = headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if grpc {
+            RequestProtocol::Grpc
+        } else {
+            RequestProtocol::Http
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reporter {
@@ -34,6 +69,10 @@ pub struct RequestLabels {
     pub response_flags: &'static str,
     /// `mutual_tls`, `none`, or `unknown` (what the source side reports).
     pub connection_security_policy: &'static str,
+    pub request_protocol: RequestProtocol,
+    /// The gRPC status of a gRPC response (trailers, or a trailers-only
+    /// response's headers).
+    pub grpc_response_status: Option<u8>,
 }
 
 impl EncodeLabelSet for RequestLabels {
@@ -42,15 +81,27 @@ impl EncodeLabelSet for RequestLabels {
             Reporter::Source => "source",
             Reporter::Destination => "destination",
         };
-        let code = self.response_code.to_string(); // only when scraped
+        // Formatted only when scraped.
+        let code = self.response_code.to_string();
+        let grpc_status = self
+            .grpc_response_status
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let protocol = match self.request_protocol {
+            RequestProtocol::Http => "http",
+            RequestProtocol::Grpc => "grpc",
+        };
         let (s, d) = (&*self.source, &*self.destination);
-        let labels: [(&str, &str); 18] = [
+        let labels: [(&str, &str); 25] = [
             ("reporter", reporter),
             ("source_workload", &s.name),
             ("source_workload_namespace", &s.namespace),
             ("source_principal", &s.principal),
             ("source_app", &s.app),
             ("source_version", &s.version),
+            ("source_canonical_service", &s.canonical_service),
+            ("source_canonical_revision", &s.canonical_revision),
+            ("source_cluster", &s.cluster),
             ("destination_workload", &d.name),
             ("destination_workload_namespace", &d.namespace),
             ("destination_principal", &d.principal),
@@ -59,8 +110,12 @@ impl EncodeLabelSet for RequestLabels {
             ("destination_service", &self.service.host),
             ("destination_service_name", &self.service.name),
             ("destination_service_namespace", &self.service.namespace),
-            ("request_protocol", "http"),
+            ("destination_canonical_service", &d.canonical_service),
+            ("destination_canonical_revision", &d.canonical_revision),
+            ("destination_cluster", &d.cluster),
+            ("request_protocol", protocol),
             ("response_code", &code),
+            ("grpc_response_status", &grpc_status),
             ("response_flags", self.response_flags),
             (
                 "connection_security_policy",
@@ -71,10 +126,19 @@ impl EncodeLabelSet for RequestLabels {
     }
 }
 
+/// Body bytes of one request and its response.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BodySizes {
+    pub request: u64,
+    pub response: u64,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RequestLabels, Histogram>,
+    request_sizes: Family<RequestLabels, Histogram>,
+    response_sizes: Family<RequestLabels, Histogram>,
     /// Access log lines lost because a writer fell behind.
     pub access_log_dropped: Counter,
     pub tcp: crate::tcp_metrics::TcpMetrics,
@@ -86,6 +150,12 @@ impl Default for Metrics {
         let durations = Family::<RequestLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(DURATION_BUCKETS)) as fn() -> Histogram,
         );
+        let sizes = || {
+            Family::<RequestLabels, Histogram>::new_with_constructor(
+                (|| Histogram::new(SIZE_BUCKETS)) as fn() -> Histogram,
+            )
+        };
+        let (request_sizes, response_sizes) = (sizes(), sizes());
         let mut registry = Registry::default();
         registry.register(
             "istio_requests",
@@ -96,6 +166,16 @@ impl Default for Metrics {
             "istio_request_duration_milliseconds",
             "Request duration",
             durations.clone(),
+        );
+        registry.register(
+            "istio_request_bytes",
+            "Request body sizes",
+            request_sizes.clone(),
+        );
+        registry.register(
+            "istio_response_bytes",
+            "Response body sizes",
+            response_sizes.clone(),
         );
         let access_log_dropped = Counter::default();
         registry.register(
@@ -108,6 +188,8 @@ impl Default for Metrics {
             registry,
             requests,
             durations,
+            request_sizes,
+            response_sizes,
             access_log_dropped,
             tcp,
         }
@@ -115,10 +197,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn record(&self, labels: &RequestLabels, elapsed: Duration) {
+    pub fn record(&self, labels: &RequestLabels, elapsed: Duration, sizes: BodySizes) {
         self.durations
             .get_or_create(labels)
             .observe(elapsed.as_secs_f64() * 1000.0);
+        self.request_sizes
+            .get_or_create(labels)
+            .observe(sizes.request as f64);
+        self.response_sizes
+            .get_or_create(labels)
+            .observe(sizes.response as f64);
         self.requests.get_or_create(labels).inc();
     }
 
@@ -128,5 +216,58 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric_labels::{Service, Workload};
+
+    #[test]
+    fn grpc_requests_carry_protocol_status_and_sizes() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(RequestProtocol::of(&headers), RequestProtocol::Http);
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc+proto"),
+        );
+        assert_eq!(RequestProtocol::of(&headers), RequestProtocol::Grpc);
+
+        let metrics = Metrics::default();
+        let labels = RequestLabels {
+            reporter: Reporter::Destination,
+            source: Workload::unknown(),
+            destination: Workload::unknown(),
+            service: Service::unknown(),
+            response_code: 200,
+            response_flags: "-",
+            connection_security_policy: "mutual_tls",
+            request_protocol: RequestProtocol::Grpc,
+            grpc_response_status: Some(14),
+        };
+        let sizes = BodySizes {
+            request: 5,
+            response: 2000,
+        };
+        metrics.record(&labels, Duration::from_millis(3), sizes);
+        let text = metrics.render();
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+                .to_string()
+        };
+        let requests = line("istio_requests_total{");
+        assert!(requests.contains("request_protocol=\"grpc\""), "{requests}");
+        assert!(
+            requests.contains("grpc_response_status=\"14\""),
+            "{requests}"
+        );
+        assert!(line("istio_request_bytes_sum{").ends_with(" 5.0"), "{text}");
+        assert!(
+            line("istio_response_bytes_sum{").ends_with(" 2000.0"),
+            "{text}"
+        );
     }
 }

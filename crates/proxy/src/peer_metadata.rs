@@ -12,7 +12,7 @@ use trellis_xds::NodeInfo;
 
 use std::sync::Mutex;
 
-use crate::metric_labels::{Shared, UNKNOWN, Workload};
+use crate::metric_labels::{DEFAULT_CLUSTER, Shared, UNKNOWN, Workload, canonical_names};
 
 pub const METADATA: HeaderName = HeaderName::from_static("x-envoy-peer-metadata");
 pub const METADATA_ID: HeaderName = HeaderName::from_static("x-envoy-peer-metadata-id");
@@ -101,17 +101,19 @@ pub fn decode(encoded: &[u8], principal: String) -> Option<Workload> {
         Some(Kind::StructValue(labels)) => Some(&labels.fields),
         _ => None,
     };
-    let label = |key: &str| {
-        labels
-            .and_then(|l| text(l.get(key)))
-            .unwrap_or_else(|| UNKNOWN.into())
-    };
+    let labelled = |key: &str| labels.and_then(|l| text(l.get(key)));
+    let label = |key: &str| labelled(key).unwrap_or_else(|| UNKNOWN.into());
+    let name = text(fields.get("WORKLOAD_NAME"))?;
+    let (canonical_service, canonical_revision) = canonical_names(labelled, &name);
     Some(Workload {
-        name: text(fields.get("WORKLOAD_NAME"))?,
         namespace: text(fields.get("NAMESPACE")).unwrap_or_else(|| UNKNOWN.into()),
         principal,
         app: label("app"),
         version: label("version"),
+        canonical_service,
+        canonical_revision,
+        cluster: text(fields.get("CLUSTER_ID")).unwrap_or_else(|| DEFAULT_CLUSTER.into()),
+        name,
     })
 }
 

@@ -20,7 +20,7 @@ use crate::cluster::Cluster;
 use crate::forward::Downstream;
 use crate::jwt::VerifiedJwt;
 use crate::listener::Direction;
-use crate::metrics::RequestLabels;
+use crate::metrics::{BodySizes, RequestLabels, RequestProtocol};
 use crate::response_flags::{Flag, ResponseFlags};
 use crate::state::ProxyState;
 
@@ -68,6 +68,7 @@ pub struct Recording {
     response_headers: Vec<Vec<Option<HeaderValue>>>,
     bytes_received: Arc<AtomicU64>,
     bytes_sent: u64,
+    grpc_status: Option<u8>,
 }
 
 impl Recording {
@@ -91,6 +92,8 @@ impl Recording {
             .collect();
         let bytes_received = Arc::new(AtomicU64::new(0));
         let protocol = protocol(request.version());
+        let mut labels = downstream.labels.clone();
+        labels.request_protocol = RequestProtocol::of(request.headers());
         let counter = bytes_received.clone();
         let request = request.map(|body| {
             body.map_frame(move |frame| {
@@ -102,7 +105,7 @@ impl Recording {
             .boxed()
         });
         let recording = Recording {
-            exchange: Exchange::new(downstream.labels.clone()),
+            exchange: Exchange::new(labels),
             response_code: None,
             state,
             downstream,
@@ -113,6 +116,7 @@ impl Recording {
             response_headers: Vec::new(),
             bytes_received,
             bytes_sent: 0,
+            grpc_status: None,
         };
         (recording, request)
     }
@@ -120,6 +124,10 @@ impl Recording {
     /// Finishes with `response`: the recording ends with its body.
     pub fn respond(mut self, response: Response<ProxyBody>) -> Response<ProxyBody> {
         self.response_code = Some(response.status().as_u16());
+        if self.exchange.labels.request_protocol == RequestProtocol::Grpc {
+            // A trailers-only answer carries its status in the headers.
+            self.grpc_status = grpc_status(response.headers());
+        }
         self.response_headers = self
             .downstream
             .access_logs
@@ -183,11 +191,30 @@ impl Drop for Recording {
         let labels = &mut self.exchange.labels;
         labels.response_flags = self.exchange.flags.as_str();
         labels.response_code = self.response_code.unwrap_or(0);
-        self.state.metrics.record(labels, self.started.elapsed());
+        labels.grpc_response_status = self.grpc_status;
+        let sizes = BodySizes {
+            request: self.bytes_received.load(Ordering::Relaxed),
+            response: self.bytes_sent,
+        };
+        self.state
+            .metrics
+            .record(labels, self.started.elapsed(), sizes);
         if !self.downstream.access_logs.is_empty() {
             self.write_access_logs();
         }
     }
+}
+
+/// `grpc-status`, when it is a status code (0-16 today; any small number
+/// is kept so new codes still show).
+fn grpc_status(headers: &http::HeaderMap) -> Option<u8> {
+    headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn protocol(version: Version) -> &'static str {
@@ -217,10 +244,14 @@ impl Body for RecordedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            this.recording.bytes_sent += data.len() as u64;
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.recording.bytes_sent += data.len() as u64;
+            } else if let Some(trailers) = frame.trailers_ref()
+                && this.recording.exchange.labels.request_protocol == RequestProtocol::Grpc
+            {
+                this.recording.grpc_status = grpc_status(trailers).or(this.recording.grpc_status);
+            }
         }
         polled
     }

@@ -19,7 +19,7 @@ use crate::cluster::{ClusterSpec, Endpoint};
 use crate::identity::Identity;
 use crate::load_balancer::{Algorithm, Balancing};
 use crate::metric_labels::{Service, Workload};
-use crate::metrics::{Reporter, RequestLabels};
+use crate::metrics::{Reporter, RequestLabels, RequestProtocol};
 use crate::outlier::OutlierConfig;
 
 /// A loopback HTTP/1.1 server answering `status`; counts connections.
@@ -96,6 +96,8 @@ async fn send(cluster: &Cluster) -> (Result<Response<ProxyBody>, Failure>, Excha
         response_code: 0,
         response_flags: "-",
         connection_security_policy: "unknown",
+        request_protocol: RequestProtocol::Http,
+        grpc_response_status: None,
     });
     let attempts = Attempts {
         head: UpstreamHead {
