@@ -351,8 +351,7 @@ impl<G: ResourceGenerator> AdsStream<G> {
         if subscription.sent.as_ref() == Some(&key) {
             return Ok(());
         }
-        let resources = if type_url::is_wildcard(type_url)
-            && subscribes_to_all(&subscription.names)
+        let resources = if type_url::is_wildcard(type_url) && subscribes_to_all(&subscription.names)
         {
             typed.select(&[])
         } else if subscription.names.is_empty() {
