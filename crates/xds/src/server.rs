@@ -26,6 +26,7 @@ use crate::resources::EncodedResources;
 use crate::type_url;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::protobuf::value::Kind;
 
 /// Produces one proxy's resources for the current config generation.
@@ -224,6 +225,8 @@ struct Subscription {
     nonce: String,
     /// Version and names of the last response, to skip identical pushes.
     sent: Option<(String, Vec<String>)>,
+    /// Named CDS and EDS resources as last sent (see [`select_named`]).
+    retained: BTreeMap<String, Any>,
 }
 
 struct AdsStream<G> {
@@ -357,7 +360,12 @@ impl<G: ResourceGenerator> AdsStream<G> {
         } else if subscription.names.is_empty() {
             Vec::new()
         } else {
-            typed.select(&subscription.names)
+            select_named(
+                type_url,
+                typed,
+                &subscription.names,
+                &mut subscription.retained,
+            )
         };
         self.nonce += 1;
         let nonce = self.nonce.to_string();
@@ -398,6 +406,36 @@ pub(crate) fn generate_latest<G: ResourceGenerator>(
             None
         }
     }
+}
+
+/// The resources a client named. A named cluster (or its endpoints) that
+/// has gone is sent as last sent until the client unsubscribes: a gRPC
+/// client stops routing to a cluster only with the next RDS, pushed after
+/// CDS, and calls routed to a cluster removed first would fail in between
+/// (make before break, as Envoy's xDS protocol advises).
+fn select_named(
+    type_url: &str,
+    typed: &crate::resources::TypedResources,
+    names: &[String],
+    retained: &mut BTreeMap<String, Any>,
+) -> Vec<Any> {
+    let keeps_removed = type_url == type_url::CLUSTER || type_url == type_url::ENDPOINT;
+    let mut kept = BTreeMap::new();
+    let mut selected = Vec::new();
+    for name in names {
+        let resource = typed
+            .select(std::slice::from_ref(name))
+            .pop()
+            .or_else(|| keeps_removed.then(|| retained.get(name).cloned()).flatten());
+        if let Some(resource) = resource {
+            if keeps_removed {
+                kept.insert(name.clone(), resource.clone());
+            }
+            selected.push(resource);
+        }
+    }
+    *retained = kept;
+    selected
 }
 
 /// For a wildcard type (LDS, CDS), no names (what Envoy sends) or `*` ask

@@ -1,10 +1,11 @@
 //! State-of-the-world LDS and CDS by name, as a proxyless gRPC client
 //! subscribes: exactly the listed resources come back (unknown names are
 //! simply absent), while an empty list or `*` still asks for everything,
-//! as Envoy does.
+//! as Envoy does. A named cluster that goes away is kept until the client
+//! unsubscribes (make before break); a listener goes at once.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -22,20 +23,21 @@ use trellis_xds::{EncodedResources, NodeInfo, ProxyResources, type_url};
 const NAMES: [&str; 3] = ["a:80", "b:80", "c:80"];
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// Three listeners and three clusters, named alike.
-struct Generator;
+/// Listeners and clusters named alike (all of `NAMES` at first).
+struct Generator(Mutex<Vec<&'static str>>);
 
 impl ResourceGenerator for Generator {
     fn generate(&self, _node: &NodeInfo) -> Result<Option<EncodedResources>, String> {
+        let names = self.0.lock().unwrap().clone();
         let resources = ProxyResources {
-            listeners: NAMES
+            listeners: names
                 .iter()
                 .map(|name| Listener {
                     name: name.to_string(),
                     ..Default::default()
                 })
                 .collect(),
-            clusters: NAMES
+            clusters: names
                 .iter()
                 .map(|name| Cluster {
                     name: name.to_string(),
@@ -66,17 +68,17 @@ fn grpc_client() -> NodeInfo {
 
 /// A raw ADS stream: requests in, responses out.
 struct Stream {
-    /// Kept, never ticked: every response then answers a request (a
-    /// dropped sender would mean the control plane is shutting down).
-    _generations: watch::Sender<u64>,
+    /// Ticked to make the server push (dropped, it would mean the control
+    /// plane is shutting down).
+    generations: watch::Sender<u64>,
     requests: mpsc::Sender<DiscoveryRequest>,
     responses: tonic::Streaming<DiscoveryResponse>,
 }
 
 impl Stream {
-    async fn open() -> Stream {
+    async fn open(generator: Arc<Generator>) -> Stream {
         let (generations, receiver) = watch::channel(0u64);
-        let server = AdsServer::new(Arc::new(Generator), receiver);
+        let server = AdsServer::new(generator, receiver);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(
@@ -94,7 +96,7 @@ impl Stream {
             .unwrap()
             .into_inner();
         Stream {
-            _generations: generations,
+            generations,
             requests,
             responses,
         }
@@ -111,6 +113,11 @@ impl Stream {
             ..Default::default()
         };
         self.requests.send(request).await.unwrap();
+        self.next(type_url).await
+    }
+
+    /// The names in the next response, and its nonce.
+    async fn next(&mut self, type_url: &str) -> (Vec<String>, String) {
         let response = tokio::time::timeout(DEADLINE, self.responses.next())
             .await
             .expect("a response in time")
@@ -132,7 +139,7 @@ impl Stream {
 #[tokio::test]
 async fn named_lds_and_cds_subscriptions_get_exactly_what_they_name() {
     for type_url in [type_url::LISTENER, type_url::CLUSTER] {
-        let mut stream = Stream::open().await;
+        let mut stream = Stream::open(all_names()).await;
         let (names, nonce) = stream.ask(type_url, &["b:80", "unknown:1"], "").await;
         assert_eq!(names, ["b:80"], "{type_url}");
         let (names, nonce) = stream.ask(type_url, &["c:80", "a:80"], &nonce).await;
@@ -141,5 +148,33 @@ async fn named_lds_and_cds_subscriptions_get_exactly_what_they_name() {
         assert_eq!(names, NAMES, "{type_url}: * is everything");
         let (names, _) = stream.ask(type_url, &[], &nonce).await;
         assert_eq!(names, NAMES, "{type_url}: no names is everything");
+    }
+}
+
+fn all_names() -> Arc<Generator> {
+    Arc::new(Generator(Mutex::new(NAMES.to_vec())))
+}
+
+#[tokio::test]
+async fn a_removed_cluster_stays_until_unsubscribed_and_a_listener_goes_at_once() {
+    for type_url in [type_url::CLUSTER, type_url::LISTENER] {
+        let generator = all_names();
+        let mut stream = Stream::open(generator.clone()).await;
+        let (names, _) = stream.ask(type_url, &["a:80", "b:80"], "").await;
+        assert_eq!(names, ["a:80", "b:80"]);
+
+        *generator.0.lock().unwrap() = vec!["a:80", "c:80"];
+        stream.generations.send_modify(|g| *g += 1);
+        let (names, pushed) = stream.next(type_url).await;
+        let expected: &[&str] = match type_url {
+            type_url::CLUSTER => &["a:80", "b:80"], // routes may still use b
+            _ => &["a:80"],
+        };
+        assert_eq!(names, expected, "{type_url}");
+
+        let (names, nonce) = stream.ask(type_url, &["a:80"], &pushed).await;
+        assert_eq!(names, ["a:80"], "{type_url}: unsubscribed");
+        let (names, _) = stream.ask(type_url, &["a:80", "b:80"], &nonce).await;
+        assert_eq!(names, ["a:80"], "{type_url}: b is gone for good");
     }
 }
