@@ -225,6 +225,7 @@ async fn serve_http<S>(
         addresses,
         server_name,
         access_logs: state.access_logs.loggers(&hcm.access_logs),
+        tracing: hcm.tracing.clone(),
         peer_cache: Default::default(),
     });
     let mut drain = state.drain.watch();

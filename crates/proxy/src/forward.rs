@@ -62,6 +62,8 @@ pub struct Downstream {
     pub access_logs: Arc<[AccessLogger]>,
     /// The calling workload, from its sidecar's metadata exchange.
     pub peer_cache: peer_metadata::PeerCache,
+    /// The connection manager's `tracing`, if it traces.
+    pub tracing: Option<Arc<crate::trace::TracingSpec>>,
 }
 
 pub async fn handle(
@@ -75,6 +77,20 @@ pub async fn handle(
         request.headers_mut().insert(REQUEST_ID, request_id());
     }
     let authority = authority(&request);
+    // The declared body length: the span is tagged before the body is read.
+    let span = match &downstream.tracing {
+        None => None,
+        Some(tracing) => start_span(
+            tracing,
+            &mut request,
+            authority.as_deref(),
+            &downstream,
+            &state,
+        ),
+    };
+    let request_size = span
+        .as_ref()
+        .map_or(0, |_| declared_length(request.headers()));
     let (mut recording, request) = Recording::start(
         request,
         authority.as_deref(),
@@ -97,7 +113,62 @@ pub async fn handle(
             failure.response()
         }
     };
-    Ok(recording.respond(response))
+    let Some(span) = span else {
+        return Ok(recording.respond(response));
+    };
+    let end = crate::trace::HopEnd {
+        status: response.status().as_u16(),
+        response_flags: recording.exchange.flags.as_str(),
+        upstream_cluster: recording
+            .exchange
+            .cluster
+            .as_ref()
+            .map(|c| c.spec.name.clone()),
+        request_size,
+    };
+    Ok(crate::trace::traced(
+        span,
+        end,
+        recording.respond(response),
+        state,
+    ))
+}
+
+fn declared_length(headers: &HeaderMap) -> u64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts this hop's span (a server span inbound, a client span outbound)
+/// and gives the request this hop's trace headers.
+fn start_span(
+    tracing: &Arc<crate::trace::TracingSpec>,
+    request: &mut Request<hyper::body::Incoming>,
+    authority: Option<&str>,
+    downstream: &Downstream,
+    state: &ProxyState,
+) -> Option<crate::trace::ActiveSpan> {
+    let method = request.method().clone();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    let hop = crate::trace::HopStart {
+        kind: match downstream.direction {
+            Direction::Inbound => crate::trace::SpanKind::Server,
+            Direction::Outbound => crate::trace::SpanKind::Client,
+        },
+        method: method.as_str(),
+        scheme: if downstream.tls { "https" } else { "http" },
+        authority: authority.unwrap_or("-"),
+        path: &path,
+        protocol: crate::trace::protocol_name(request.version()),
+        peer: downstream.addresses.remote,
+        state,
+    };
+    crate::trace::start_hop(tracing, request.headers_mut(), &hop)
 }
 
 async fn route_and_forward(

@@ -57,6 +57,7 @@ mod tcp_proxy;
 mod tcp_weighted;
 mod tls_context;
 mod tls_origination;
+mod trace;
 mod unsupported;
 mod upstream_bind;
 mod xds_address;

@@ -24,6 +24,7 @@ use crate::rbac::RbacFilter;
 use crate::route::RouteTable;
 use crate::tcp_proxy::TcpProxySpec;
 use crate::tls_context;
+use crate::trace::TracingSpec;
 use crate::unsupported::{Unsupported, reject_if};
 use crate::xds_address::socket_address;
 
@@ -100,6 +101,8 @@ pub struct HcmSpec {
     pub rbac: Arc<[RbacFilter]>,
     /// File access logs, each written once per request.
     pub access_logs: Vec<AccessLogSpec>,
+    /// Spans for this connection manager's requests, if it traces.
+    pub tracing: Option<Arc<TracingSpec>>,
 }
 
 #[derive(Debug)]
@@ -305,7 +308,10 @@ impl HcmSpec {
             .iter()
             .map(AccessLogSpec::compile)
             .collect::<Result<Vec<_>, _>>()?;
-        reject_if(hcm.tracing.is_some(), "http_connection_manager.tracing")?;
+        let tracing = match &hcm.tracing {
+            Some(tracing) => Some(Arc::new(TracingSpec::compile(tracing)?)),
+            None => None,
+        };
         let routes = match &hcm.route_specifier {
             Some(RouteSpecifier::Rds(rds)) => RouteSource::Rds(rds.route_config_name.clone()),
             Some(RouteSpecifier::RouteConfig(config)) => {
@@ -332,6 +338,7 @@ impl HcmSpec {
             jwt,
             rbac: rbac.into(),
             access_logs,
+            tracing,
         })
     }
 }
