@@ -313,6 +313,12 @@ async fn grpcio_follows_subsets_weights_header_matches_and_live_changes() {
     let batch = client.call(100, None).await;
     assert!(batch.errors.is_empty(), "{batch:?}");
     assert!(batch.count("v1") > 0 && batch.count("v2") > 0, "{batch:?}");
+    // A short name, as Kubernetes DNS resolves it in the client's namespace.
+    let mut short = Client(Python::spawn("xds_client.py", &["xds:///echo:7070"], &env));
+    short
+        .until("calls by short name", 10, None, |b| b.errors.is_empty())
+        .await;
+    drop(short);
 
     // Subsets, a header match and an 80/20 split. The header route is
     // waited for: under round robin, 30 replies from v2 in a row cannot happen.

@@ -31,7 +31,15 @@ pub fn translate_proxyless_grpc(snapshot: &Snapshot, node: &NodeInfo) -> ProxyRe
     clusters::narrow_endpoints(&mut endpoints);
     let services = listeners::routable_ports(&outbound);
     ProxyResources {
-        listeners: services.iter().map(listeners::api_listener).collect(),
+        listeners: services
+            .iter()
+            .flat_map(|target| {
+                let names = target.listener_names(&node.namespace);
+                names
+                    .into_iter()
+                    .map(|name| listeners::api_listener(target, name))
+            })
+            .collect(),
         routes: services
             .iter()
             .map(|target| routes::route_config(snapshot, node, target))

@@ -87,7 +87,15 @@ fn only_what_grpc_implements() {
         .iter()
         .map(|l| l.name.as_str())
         .collect();
-    assert_eq!(names, ["echo.default.svc.cluster.local:7070"]);
+    assert_eq!(
+        names,
+        [
+            "echo.default.svc.cluster.local:7070",
+            "echo.default.svc:7070",
+            "echo.default:7070",
+            "echo:7070",
+        ]
+    );
     assert!(resources.listeners.iter().all(|l| l.api_listener.is_some()));
     let text = as_json(&resources);
     for absent in [
@@ -139,5 +147,26 @@ fn only_what_grpc_implements() {
         groups
             .clone()
             .any(|group| group.locality == Some(Default::default()))
+    );
+}
+
+/// `xds:///echo:7070` means the client's own namespace, as in Kubernetes DNS.
+#[test]
+fn short_names_only_in_the_clients_namespace() {
+    let mut client = grpc_client();
+    client.namespace = "other".into();
+    let resources = trellis_translate::translate_proxyless_grpc(&snapshot(), &client);
+    let names: Vec<&str> = resources
+        .listeners
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "echo.default.svc.cluster.local:7070",
+            "echo.default.svc:7070",
+            "echo.default:7070",
+        ]
     );
 }

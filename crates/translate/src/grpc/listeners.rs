@@ -1,5 +1,7 @@
 //! Client-side API listeners, named `HOST:PORT` as a gRPC client asks for
-//! them, each an HTTP connection manager that takes its routes over ADS
+//! them (the FQDN, `NAME.NAMESPACE.svc`, `NAME.NAMESPACE`, and `NAME`
+//! alone in the client's own namespace, as Kubernetes DNS would resolve
+//! them; a ServiceEntry host only as written), each an HTTP connection manager that takes its routes over ADS
 //! (RDS, named like the port's cluster, as Istio does) and runs the HTTP
 //! filters gRPC implements: fault, then router (last, as gRPC requires).
 
@@ -22,9 +24,27 @@ pub struct ServicePort<'a> {
 }
 
 impl ServicePort<'_> {
-    /// The name a client asks for: its target without `xds:///`.
+    /// The name a client asks for with the FQDN: its target without `xds:///`.
     pub fn listener_name(&self) -> String {
         format!("{}:{}", self.service.hostname, self.port.port)
+    }
+
+    /// Every name a client in `namespace` may ask for.
+    pub fn listener_names(&self, namespace: &str) -> Vec<String> {
+        let service = self.service;
+        let mut hosts = vec![service.hostname.clone()];
+        if service.entry.is_none() {
+            hosts.push(format!("{}.{}.svc", service.name, service.namespace));
+            hosts.push(format!("{}.{}", service.name, service.namespace));
+            if service.namespace == namespace {
+                hosts.push(service.name.clone());
+            }
+        }
+        let port = self.port.port;
+        hosts
+            .into_iter()
+            .map(|host| format!("{host}:{port}"))
+            .collect()
     }
 
     /// Istio's: the name of the port's whole-service cluster.
@@ -46,7 +66,8 @@ pub fn routable_ports(clusters: &[OutboundCluster]) -> Vec<ServicePort<'_>> {
         .collect()
 }
 
-pub fn api_listener(target: &ServicePort<'_>) -> Listener {
+/// The listener `name` for `target`.
+pub fn api_listener(target: &ServicePort<'_>, name: String) -> Listener {
     let manager = HttpConnectionManager {
         stat_prefix: target.listener_name(),
         route_specifier: Some(RouteSpecifier::Rds(Rds {
@@ -57,7 +78,7 @@ pub fn api_listener(target: &ServicePort<'_>) -> Listener {
         ..Default::default()
     };
     Listener {
-        name: target.listener_name(),
+        name,
         api_listener: Some(ApiListener {
             api_listener: Some(pack_any(manager)),
         }),
