@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use trellis_api::istio::OutboundTrafficMode as MeshOutboundMode;
 use trellis_api::kube::ConfigMapBody;
+use trellis_api::mesh_config::ProxyDefaults;
 use trellis_api::mesh_config::{AccessLogEncoding, DEFAULT_ROOT_NAMESPACE, MESH_CONFIG_KEY};
 use trellis_api::{AnyResource, MeshConfig, MeshConfigError, MeshConfigOutcome, Resource};
 use trellis_config::{Snapshot, SnapshotReceiver};
@@ -17,6 +18,8 @@ use trellis_translate::{
 };
 
 use crate::{ControlPlaneOptions, OutboundTrafficMode};
+
+mod tracers;
 
 /// The ConfigMap istiod reads its mesh config from.
 const MESH_CONFIG_MAP: &str = "istio";
@@ -179,6 +182,13 @@ pub fn resolve(
     if access_log_encoding == Encoding::Json {
         check_json_format(options, loaded, access_log_format.as_deref())?;
     }
+    let tracing =
+        tracers::mesh_tracing(mesh).map_err(|(field, message)| MeshSettingsError::Unsupported {
+            source_name: loaded
+                .map_or_else(|| "the default mesh config".into(), |l| l.source.clone()),
+            field,
+            message,
+        })?;
     Ok(MeshSettings {
         trust_domain: options
             .trust_domain
@@ -192,6 +202,7 @@ pub fn resolve(
                 OutboundTrafficMode::AllowAny => OutboundTrafficPolicy::AllowAny,
                 OutboundTrafficMode::RegistryOnly => OutboundTrafficPolicy::RegistryOnly,
             },
+            tracing,
         },
     })
 }
@@ -256,10 +267,27 @@ fn warn_not_acted_on(loaded: &LoadedMeshConfig) {
             "trustDomainAliases",
             !config.trust_domain_aliases.is_empty(),
         ),
-        ("defaultConfig", config.default_config != Default::default()),
-        ("extensionProviders", !config.extension_providers.is_empty()),
-        ("defaultProviders", config.default_providers.is_some()),
-        ("enableTracing", config.enable_tracing.is_some()),
+        (
+            "defaultConfig (but tracing.sampling)",
+            ProxyDefaults {
+                tracing: None,
+                ..config.default_config.clone()
+            } != Default::default(),
+        ),
+        (
+            "extensionProviders (but zipkin, opentelemetry)",
+            config
+                .extension_providers
+                .iter()
+                .any(|p| p.zipkin.is_none() && p.opentelemetry.is_none()),
+        ),
+        (
+            "defaultProviders (but tracing)",
+            config
+                .default_providers
+                .as_ref()
+                .is_some_and(|d| !d.metrics.is_empty() || !d.access_logging.is_empty()),
+        ),
         ("ingressClass", config.ingress_class.is_some()),
         ("ingressService", config.ingress_service.is_some()),
         (

@@ -21,6 +21,7 @@ mod retry_policy;
 mod route_action;
 mod routes;
 mod security;
+mod trace;
 
 use trellis_config::Snapshot;
 use trellis_xds::node::Interception;
@@ -35,6 +36,7 @@ pub use capture::OutboundTrafficPolicy;
 pub use gateway::{UNPRIVILEGED_PORT_OFFSET, listen_port as gateway_listen_port};
 pub use grpc::translate_proxyless_grpc;
 pub use names::{inbound_cluster_name, outbound_cluster_name};
+pub use trace::{DEFAULT_SAMPLING_PERCENT, MeshTracing, TracerKind, TracingProvider};
 
 /// Mesh-wide choices that come from the control plane's settings (Istio's
 /// MeshConfig) rather than from the config snapshot.
@@ -51,6 +53,9 @@ pub struct MeshOptions {
     /// Where capture-mode sidecars send traffic for destinations outside
     /// the registry (`outboundTrafficPolicy.mode`).
     pub outbound_traffic_policy: OutboundTrafficPolicy,
+    /// Tracing providers and defaults (`extensionProviders`,
+    /// `defaultProviders.tracing`, `defaultConfig.tracing.sampling`).
+    pub tracing: MeshTracing,
 }
 
 /// Istio's defaults: access logging is off unless the mesh config sets
@@ -62,6 +67,7 @@ impl Default for MeshOptions {
             access_log_format: None,
             access_log_encoding: AccessLogEncoding::Text,
             outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
+            tracing: MeshTracing::default(),
         }
     }
 }
@@ -84,7 +90,8 @@ pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) 
     outbound.retain(|c| c.service.visible_from(&node.namespace));
     let endpoints = endpoints::for_clusters(snapshot, node, &outbound);
     if node.kind == ProxyKind::Router {
-        let gateway = gateway::gateway_resources(snapshot, node, &access_logs);
+        let mut gateway = gateway::gateway_resources(snapshot, node, &access_logs);
+        trace::apply(&mut gateway.listeners, snapshot, node, &mesh.tracing);
         return ProxyResources {
             listeners: gateway.listeners,
             routes: gateway.routes,
@@ -106,6 +113,7 @@ pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) 
     clusters.extend(inbound.clusters);
     let mut listeners = inbound.listeners;
     listeners.extend(listeners::outbound(node, &access_logs));
+    trace::apply(&mut listeners, snapshot, node, &mesh.tracing);
     ProxyResources {
         listeners,
         routes,
