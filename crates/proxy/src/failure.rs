@@ -23,6 +23,11 @@ pub enum Failure {
     DownstreamDisconnected,
     /// An RBAC filter (AuthorizationPolicy) denied the request.
     AccessDenied,
+    /// HTTP/1 framing two parsers could read differently (smuggling): a
+    /// transfer coding other than `chunked`, ...
+    UnsupportedTransferEncoding,
+    /// ... or more than one `Host`.
+    DuplicateHost,
 }
 
 impl Failure {
@@ -37,6 +42,8 @@ impl Failure {
             Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadRequest | Failure::DownstreamDisconnected => StatusCode::BAD_REQUEST,
             Failure::AccessDenied => StatusCode::FORBIDDEN,
+            Failure::DuplicateHost => StatusCode::BAD_REQUEST,
+            Failure::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -49,7 +56,9 @@ impl Failure {
             Failure::UpstreamReset => Flag::UpstreamReset,
             Failure::UpstreamTimeout => Flag::UpstreamTimeout,
             Failure::UpstreamOverflow => Flag::UpstreamOverflow,
-            Failure::BadRequest => Flag::BadRequest,
+            Failure::BadRequest | Failure::UnsupportedTransferEncoding | Failure::DuplicateHost => {
+                Flag::BadRequest
+            }
             Failure::DownstreamDisconnected => Flag::DownstreamDisconnected,
             Failure::AccessDenied => Flag::RbacDenied,
         }
@@ -70,6 +79,8 @@ impl Failure {
             Failure::BadRequest => "missing_host_header",
             Failure::DownstreamDisconnected => "downstream_remote_disconnect",
             Failure::AccessDenied => "rbac_access_denied_matched_policy[none]",
+            Failure::UnsupportedTransferEncoding => "http1.invalid_transfer_encoding",
+            Failure::DuplicateHost => "http1.duplicate_host",
         }
     }
 
@@ -89,7 +100,16 @@ impl Failure {
             Failure::DownstreamDisconnected => "downstream disconnected\n",
             // Envoy's body, which clients and Istio's docs look for.
             Failure::AccessDenied => "RBAC: access denied",
+            Failure::UnsupportedTransferEncoding => "transfer coding not implemented\n",
+            Failure::DuplicateHost => "bad request: more than one host\n",
         }
+    }
+
+    fn ends_connection(self) -> bool {
+        matches!(
+            self,
+            Failure::UnsupportedTransferEncoding | Failure::DuplicateHost
+        )
     }
 
     pub fn response(self) -> Response<ProxyBody> {
@@ -98,6 +118,12 @@ impl Failure {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        if self.ends_connection() {
+            // What follows on the connection cannot be trusted to be framed.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

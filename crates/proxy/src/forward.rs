@@ -178,6 +178,9 @@ async fn route_and_forward(
     state: &Arc<ProxyState>,
     exchange: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Failure> {
+    if let Some(refused) = crate::http1_framing::refusal(request.version(), request.headers()) {
+        return Err(refused);
+    }
     if downstream.direction == Direction::Inbound {
         accept_peer_metadata(request.headers_mut(), downstream, exchange);
     }

@@ -25,6 +25,7 @@ pub mod fuzzing;
 mod gateway_tls;
 mod hash_policy;
 mod headers;
+mod http1_framing;
 mod http_inspector;
 pub mod identity;
 mod in_use;
