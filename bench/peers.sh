@@ -85,7 +85,8 @@ common=(--discovery-address 127.0.0.9:15012 --root-cert "$WORK/root.pem" --names
         --concurrency "$CONCURRENCY")
 "${SPIN[@]}" "$TRELLIS" proxy "${common[@]}" --token-file "$WORK/b.token" --ip 127.0.0.1 \
     --service-account backend --pod-name backend-0 --workload-name backend --label app=backend \
-    --app-port 18443=18080 --outbound-port 17001 --admin-port 17000 --stats-port 17090 --health-port 17021 &
+    --app-port 18443=18080 --outbound-port 17001 --admin-port 17000 --stats-port 17090 --health-port 17021 \
+    --status-port 17020 &
 pid_b=$!; pids+=($pid_b)
 "${SPIN[@]}" "$TRELLIS" proxy "${common[@]}" --token-file "$WORK/a.token" --ip 127.0.0.2 \
     --service-account client --pod-name client-0 --workload-name client --label app=client \
