@@ -32,11 +32,13 @@ mod mesh;
 mod metrics;
 pub mod netns;
 mod output;
+mod trace_collector;
 
 pub use address_range::address_range_for;
 pub use http::{HttpClient, Reply, send_raw};
 pub use mesh::{UpMesh, UpMeshBuilder};
 pub use metrics::requests_counted;
+pub use trace_collector::{CollectedSpan, Received, TraceCollector};
 pub use trellis_local::{
     ControlPlaneState, DemoReply, GatewayPort, GatewayState, ServiceState, UpState, WorkloadState,
 };
