@@ -227,6 +227,7 @@ async fn serve_http<S>(
         access_logs: state.access_logs.loggers(&hcm.access_logs),
         tracing: hcm.tracing.clone(),
         peer_cache: Default::default(),
+        series: Default::default(),
     });
     let mut drain = state.drain.watch();
     let service = service_fn(move |request| handle(request, downstream.clone(), state.clone()));

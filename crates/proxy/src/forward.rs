@@ -62,6 +62,8 @@ pub struct Downstream {
     pub access_logs: Arc<[AccessLogger]>,
     /// The calling workload, from its sidecar's metadata exchange.
     pub peer_cache: peer_metadata::PeerCache,
+    /// The metric series this connection last recorded into.
+    pub series: crate::metrics::SeriesCache,
     /// The connection manager's `tracing`, if it traces.
     pub tracing: Option<Arc<crate::trace::TracingSpec>>,
 }

@@ -126,6 +126,22 @@ impl EncodeLabelSet for RequestLabels {
     }
 }
 
+/// One label set's series, as handles: recording through them skips the
+/// families' lookups (each hashes the whole label set).
+#[derive(Clone, Debug)]
+struct Series {
+    requests: Counter,
+    durations: Histogram,
+    request_sizes: Histogram,
+    response_sizes: Histogram,
+}
+
+/// The last series a connection recorded into: requests on one
+/// connection mostly share their labels, so most recordings need no
+/// lookup at all.
+#[derive(Debug, Default)]
+pub struct SeriesCache(std::sync::Mutex<Option<(RequestLabels, Series)>>);
+
 /// Body bytes of one request and its response.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BodySizes {
@@ -197,17 +213,37 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn record(&self, labels: &RequestLabels, elapsed: Duration, sizes: BodySizes) {
-        self.durations
-            .get_or_create(labels)
-            .observe(elapsed.as_secs_f64() * 1000.0);
-        self.request_sizes
-            .get_or_create(labels)
-            .observe(sizes.request as f64);
-        self.response_sizes
-            .get_or_create(labels)
-            .observe(sizes.response as f64);
-        self.requests.get_or_create(labels).inc();
+    pub fn record(
+        &self,
+        labels: &RequestLabels,
+        elapsed: Duration,
+        sizes: BodySizes,
+        cache: &SeriesCache,
+    ) {
+        let series = {
+            let mut cached = cache.0.lock().unwrap_or_else(|e| e.into_inner());
+            match cached.as_ref() {
+                Some((known, series)) if known == labels => series.clone(),
+                _ => {
+                    let series = self.series(labels);
+                    *cached = Some((labels.clone(), series.clone()));
+                    series
+                }
+            }
+        };
+        series.durations.observe(elapsed.as_secs_f64() * 1000.0);
+        series.request_sizes.observe(sizes.request as f64);
+        series.response_sizes.observe(sizes.response as f64);
+        series.requests.inc();
+    }
+
+    fn series(&self, labels: &RequestLabels) -> Series {
+        Series {
+            requests: self.requests.get_or_create(labels).clone(),
+            durations: self.durations.get_or_create(labels).clone(),
+            request_sizes: self.request_sizes.get_or_create(labels).clone(),
+            response_sizes: self.response_sizes.get_or_create(labels).clone(),
+        }
     }
 
     /// Prometheus text exposition.
@@ -250,7 +286,15 @@ mod tests {
             request: 5,
             response: 2000,
         };
-        metrics.record(&labels, Duration::from_millis(3), sizes);
+        let cache = SeriesCache::default();
+        metrics.record(&labels, Duration::from_millis(3), sizes, &cache);
+        // A second request through the cached handles counts in the same series.
+        metrics.record(&labels, Duration::from_millis(3), sizes, &cache);
+        let other = RequestLabels {
+            response_code: 503,
+            ..labels.clone()
+        };
+        metrics.record(&other, Duration::from_millis(3), sizes, &cache);
         let text = metrics.render();
         let line = |prefix: &str| {
             text.lines()
@@ -264,10 +308,19 @@ mod tests {
             requests.contains("grpc_response_status=\"14\""),
             "{requests}"
         );
-        assert!(line("istio_request_bytes_sum{").ends_with(" 5.0"), "{text}");
+        assert!(requests.ends_with(" 2"), "{requests}");
         assert!(
-            line("istio_response_bytes_sum{").ends_with(" 2000.0"),
+            line("istio_request_bytes_sum{").ends_with(" 10.0"),
             "{text}"
         );
+        assert!(
+            line("istio_response_bytes_sum{").ends_with(" 4000.0"),
+            "{text}"
+        );
+        let unavailable = text
+            .lines()
+            .find(|l| l.starts_with("istio_requests_total{") && l.contains("response_code=\"503\""))
+            .unwrap_or_else(|| panic!("no 503 series:\n{text}"));
+        assert!(unavailable.ends_with(" 1"), "{unavailable}");
     }
 }

@@ -196,9 +196,12 @@ impl Drop for Recording {
             request: self.bytes_received.load(Ordering::Relaxed),
             response: self.bytes_sent,
         };
-        self.state
-            .metrics
-            .record(labels, self.started.elapsed(), sizes);
+        self.state.metrics.record(
+            labels,
+            self.started.elapsed(),
+            sizes,
+            &self.downstream.series,
+        );
         if !self.downstream.access_logs.is_empty() {
             self.write_access_logs();
         }
