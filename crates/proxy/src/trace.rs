@@ -16,6 +16,7 @@ use envoy_types::pb::envoy::config::trace::v3::{OpenTelemetryConfig, ZipkinConfi
 use envoy_types::pb::envoy::config::trace::v3::zipkin_config::CollectorEndpointVersion;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use envoy_types::pb::envoy::r#type::tracing::v3::custom_tag;
+use envoy_types::pb::envoy::r#type::v3::Percent;
 use http::{HeaderMap, HeaderName};
 use prost::{Message, Name};
 
@@ -87,10 +88,15 @@ pub struct TracingSpec {
 
 impl TracingSpec {
     pub fn compile(tracing: &Tracing) -> Result<TracingSpec, Unsupported> {
-        reject_if(tracing.client_sampling.is_some(), "tracing.client_sampling")?;
+        // Istio sets both to Envoy's default, 100%: only that is honoured.
+        let below_all = |p: &Option<Percent>| p.as_ref().is_some_and(|p| p.value != 100.0);
         reject_if(
-            tracing.overall_sampling.is_some(),
-            "tracing.overall_sampling",
+            below_all(&tracing.client_sampling),
+            "tracing.client_sampling below 100",
+        )?;
+        reject_if(
+            below_all(&tracing.overall_sampling),
+            "tracing.overall_sampling below 100",
         )?;
         reject_if(tracing.verbose, "tracing.verbose")?;
         let sampling_percent = match &tracing.random_sampling {
