@@ -94,6 +94,33 @@ mod tests {
     }
 
     #[test]
+    fn prints_tracer_configs() {
+        use envoy_types::pb::envoy::config::trace::v3::ZipkinConfig;
+        use envoy_types::pb::envoy::config::trace::v3::{
+            OpenTelemetryConfig, tracing::Http, tracing::http::ConfigType as TracerConfig,
+        };
+        for tracer in [
+            envoy_types::util::pack_any(ZipkinConfig {
+                collector_cluster: "outbound|9411||zipkin.istio-system.svc.cluster.local".into(),
+                collector_endpoint: "/api/v2/spans".into(),
+                ..Default::default()
+            }),
+            envoy_types::util::pack_any(OpenTelemetryConfig {
+                service_name: "reviews.default".into(),
+                ..Default::default()
+            }),
+        ] {
+            let type_url = tracer.type_url.clone();
+            let http = Http {
+                name: "envoy.tracers".into(),
+                config_type: Some(TracerConfig::TypedConfig(tracer)),
+            };
+            let json = message_to_json(&http).unwrap();
+            assert_eq!(json["typedConfig"]["@type"], type_url.as_str(), "{json}");
+        }
+    }
+
+    #[test]
     fn unknown_type_is_an_error() {
         let any = Any {
             type_url: "type.googleapis.com/not.a.Type".into(),
