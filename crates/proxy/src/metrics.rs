@@ -298,7 +298,8 @@ mod tests {
         let text = metrics.render();
         let line = |prefix: &str| {
             text.lines()
-                .find(|l| l.starts_with(prefix))
+                // Series print in no set order: take the 200s.
+                .find(|l| l.starts_with(prefix) && l.contains("response_code=\"200\""))
                 .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
                 .to_string()
         };
