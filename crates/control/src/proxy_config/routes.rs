@@ -143,7 +143,10 @@ mod tests {
         );
         assert_eq!(rows[2][3], "/exact");
         let ported = [json!("details:9080"), json!("details.default:9080")];
-        assert_eq!(describe_domains(&ported), "details:9080, details.default:9080");
+        assert_eq!(
+            describe_domains(&ported),
+            "details:9080, details.default:9080"
+        );
         let other = RouteFilter {
             name: Some("80".into()),
         };
