@@ -148,12 +148,7 @@ async fn render(view: &View) -> anyhow::Result<String> {
     Ok(match view {
         View::Cluster { target, filter } => {
             let dump = config_dump(target).await?;
-            let all = dump::resources(
-                &dump,
-                "ClustersConfigDump",
-                "dynamic_active_clusters",
-                "cluster",
-            );
+            let all = cluster_resources(&dump);
             match target.output {
                 Output::Short => align(&clusters::table(&all, filter)),
                 format => raw(&clusters::filtered(&all, filter), format)?,
@@ -161,15 +156,7 @@ async fn render(view: &View) -> anyhow::Result<String> {
         }
         View::Listener { target, filter } => {
             let dump = config_dump(target).await?;
-            let all = dump::resources(
-                &dump,
-                "ListenersConfigDump",
-                "dynamic_listeners",
-                "active_state",
-            )
-            .into_iter()
-            .map(listener_of)
-            .collect::<Vec<_>>();
+            let all = listener_resources(&dump);
             match target.output {
                 Output::Short => align(&listeners::table(&all, filter)),
                 format => raw(&listeners::filtered(&all, filter), format)?,
@@ -217,21 +204,8 @@ async fn render(view: &View) -> anyhow::Result<String> {
         } => log(target, level.as_deref(), *reset).await?,
         View::All { target } => {
             let dump = config_dump(target).await?;
-            let clusters = dump::resources(
-                &dump,
-                "ClustersConfigDump",
-                "dynamic_active_clusters",
-                "cluster",
-            );
-            let listeners = dump::resources(
-                &dump,
-                "ListenersConfigDump",
-                "dynamic_listeners",
-                "active_state",
-            )
-            .into_iter()
-            .map(listener_of)
-            .collect::<Vec<_>>();
+            let clusters = cluster_resources(&dump);
+            let listeners = listener_resources(&dump);
             let routes = route_configs(&dump);
             let secrets = secret_resources(&dump);
             match target.output {
@@ -246,6 +220,27 @@ async fn render(view: &View) -> anyhow::Result<String> {
             }
         }
     })
+}
+
+fn cluster_resources(dump: &Value) -> Vec<&Value> {
+    dump::resources(
+        dump,
+        "ClustersConfigDump",
+        "dynamic_active_clusters",
+        "cluster",
+    )
+}
+
+fn listener_resources(dump: &Value) -> Vec<&Value> {
+    dump::resources(
+        dump,
+        "ListenersConfigDump",
+        "dynamic_listeners",
+        "active_state",
+    )
+    .into_iter()
+    .map(listener_of)
+    .collect()
 }
 
 /// Envoy nests the listener in `active_state.listener`; Trellis' dump puts
