@@ -12,7 +12,7 @@ use crate::error::ConfigStoreError;
 
 mod watch;
 
-pub use watch::{DirectoryWatcher, SnapshotReceiver, watch};
+pub use watch::{Debounce, DirectoryWatcher, SnapshotReceiver, watch, watch_debounced};
 
 /// Config files larger than this are refused rather than read into memory.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;

@@ -29,6 +29,7 @@ mod snapshot;
 mod store;
 
 pub use directory::{
+    Debounce, watch_debounced,
     DirectoryLoad, DirectoryWatcher, LoadedFile, SnapshotReceiver, load_directory, watch,
 };
 pub use error::ConfigStoreError;

@@ -2,7 +2,6 @@
 //! YAML, or the Kubernetes API. Both publish the same snapshots.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use trellis_config::{DirectoryWatcher, SnapshotReceiver};
@@ -32,19 +31,19 @@ pub enum ConfigSource {
 pub async fn start(
     config_dir: Option<&PathBuf>,
     kubernetes: &KubernetesOptions,
-    debounce: Duration,
+    debounce: trellis_config::Debounce,
 ) -> anyhow::Result<(ConfigSource, SnapshotReceiver)> {
     if kubernetes.kube {
         // A bad kubeconfig is fatal; an API server that does not answer
         // yet is retried in the background while the control plane serves.
         let client = trellis_kube_source::client(kubernetes.kubeconfig.as_deref()).await?;
-        let settings = trellis_kube_source::WatchSettings::new(debounce);
+        let settings = trellis_kube_source::WatchSettings::new(debounce.quiet);
         let (source, snapshots) = trellis_kube_source::watch(client, settings);
         tracing::info!("config source: Kubernetes API");
         return Ok((ConfigSource::Kubernetes { _source: source }, snapshots));
     }
     let dir = config_dir.context("--config-dir or --kube is required")?;
-    let (watcher, snapshots) = trellis_config::watch(dir.clone(), debounce)
+    let (watcher, snapshots) = trellis_config::watch_debounced(dir.clone(), debounce)
         .with_context(|| format!("watching {}", dir.display()))?;
     Ok((ConfigSource::Directory { _watcher: watcher }, snapshots))
 }

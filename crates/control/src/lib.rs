@@ -35,16 +35,12 @@ pub use options::{ControlPlaneOptions, OutboundTrafficMode};
 pub use proxy_config::{ProxyConfigArgs, run_proxy_config};
 pub use status::{ProxyStatusArgs, run_proxy_status};
 
-/// How long config changes settle before a push (an editor's save is
-/// often several file events).
-const DEBOUNCE: Duration = Duration::from_millis(50);
-
 /// Runs the control plane until the process is told to stop.
 pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
     // The config source starts first: in directory mode it may hold the
     // mesh config (the `istio` ConfigMap).
     let (_source, snapshots) =
-        config_source::start(options.config_dir.as_ref(), &options.kubernetes, DEBOUNCE).await?;
+        config_source::start(options.config_dir.as_ref(), &options.kubernetes, options.debounce()).await?;
     let mesh_config = mesh_config::load(&options, &snapshots).await?;
     let settings = mesh_config::resolve(&options, mesh_config.as_ref())?;
     let ca = match &options.cacerts {
@@ -70,7 +66,7 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
         RefreshPolicy::new(options.jwks_refresh_interval),
         jwks_metrics.clone(),
     );
-    let generations = follow_config(snapshots, jwks, generator.clone());
+    let generations = follow_config(snapshots, jwks, generator.clone(), options.debounce_after);
     let ads = AdsServer::new(generator.clone(), generations);
     let proxies = ads.proxies();
     let dashboard = dashboard::Dashboard::start(&options.dashboard, proxies.clone());
@@ -114,6 +110,7 @@ fn follow_config<F: FetchJwks>(
     mut snapshots: watch::Receiver<Option<Arc<trellis_config::Snapshot>>>,
     jwks: JwksCache<F>,
     generator: Arc<SnapshotGenerator>,
+    debounce: Duration,
 ) -> watch::Receiver<u64> {
     let (tick, generations) = watch::channel(0u64);
     let mut keys = jwks.subscribe();
@@ -133,8 +130,17 @@ fn follow_config<F: FetchJwks>(
             if let Some(snapshot) = &current {
                 let cached = keys.borrow_and_update().clone();
                 let resolved = jwks::with_resolved_keys(snapshot, &cached);
-                generator.install(resolved);
-                tick.send_modify(|g| *g += 1);
+                // Translating the shared halves takes a while with a big
+                // mesh: off the runtime, so that streams keep being served.
+                let installing = generator.clone();
+                if tokio::task::spawn_blocking(move || installing.install(resolved))
+                    .await
+                    .is_err()
+                {
+                    tracing::error!("translating the new config failed; keeping the last");
+                } else {
+                    tick.send_modify(|g| *g += 1);
+                }
             }
             new_snapshot = tokio::select! {
                 changed = snapshots.changed() => match changed {
@@ -144,7 +150,7 @@ fn follow_config<F: FetchJwks>(
                 changed = keys.changed() => match changed {
                     // Several URIs often land together: one push for all.
                     Ok(()) => {
-                        tokio::time::sleep(DEBOUNCE).await;
+                        tokio::time::sleep(debounce).await;
                         false
                     }
                     Err(_) => return,

@@ -81,6 +81,27 @@ pub struct ControlPlaneOptions {
         value_parser = positive_duration
     )]
     pub jwks_refresh_interval: Duration,
+    /// How long config must stay unchanged before it is pushed (Istio's
+    /// `PILOT_DEBOUNCE_AFTER`): an editor's save, or a rollout, is many
+    /// changes.
+    #[arg(
+        long,
+        env = "PILOT_DEBOUNCE_AFTER",
+        value_name = "DURATION",
+        default_value = "100ms",
+        value_parser = positive_duration
+    )]
+    pub debounce_after: Duration,
+    /// However busy the config, a push happens at most this long after
+    /// the first change (Istio's `PILOT_DEBOUNCE_MAX`).
+    #[arg(
+        long,
+        env = "PILOT_DEBOUNCE_MAX",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = positive_duration
+    )]
+    pub debounce_max: Duration,
     #[command(flatten)]
     pub dashboard: crate::DashboardOptions,
 }
@@ -102,6 +123,13 @@ pub enum OutboundTrafficMode {
 }
 
 impl ControlPlaneOptions {
+    pub fn debounce(&self) -> trellis_config::Debounce {
+        trellis_config::Debounce {
+            quiet: self.debounce_after,
+            max: self.debounce_max.max(self.debounce_after),
+        }
+    }
+
     pub fn ca_dir(&self) -> PathBuf {
         if let Some(dir) = &self.ca_dir {
             return dir.clone();

@@ -129,6 +129,8 @@ fn options(config_dir: &Path, ca_dir: &Path) -> ControlPlaneOptions {
         access_log_encoding: None,
         outbound_traffic_policy: None,
         jwks_refresh_interval: Duration::from_millis(300),
+        debounce_after: Duration::from_millis(100),
+        debounce_max: Duration::from_secs(10),
         dashboard: Default::default(),
     }
 }

@@ -102,6 +102,8 @@ fn options(kubeconfig: &Path, ca_dir: &Path, ip: &str) -> ControlPlaneOptions {
         access_log_encoding: None,
         outbound_traffic_policy: None,
         jwks_refresh_interval: Duration::from_secs(60),
+        debounce_after: Duration::from_millis(100),
+        debounce_max: Duration::from_secs(10),
         dashboard: Default::default(),
     }
 }

@@ -50,7 +50,7 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::{
-    Filter, ListenerFilter, filter, listener_filter,
+    Filter, Listener, ListenerFilter, filter, listener_filter,
 };
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
@@ -99,26 +99,48 @@ pub fn sidecar(
     mesh: &MeshOptions,
     access_logs: &[AccessLog],
 ) -> Capture {
-    let outbound = outbound::outbound(snapshot, node, mesh.outbound_traffic_policy, access_logs);
-    let inbound = inbound::inbound(snapshot, node, access_logs);
-    let mut listeners = outbound.listeners;
+    let (mut listeners, routes) = outbound_listeners(snapshot, node, mesh, access_logs);
+    let inbound = workload_inbound(snapshot, node, access_logs);
     listeners.extend(inbound.listeners);
-    let mut clusters = vec![
-        original_dst_cluster(PASSTHROUGH_CLUSTER),
-        blackhole_cluster(),
-        Cluster {
-            upstream_bind_config: Some(inbound_source(node.ip)),
-            ..original_dst_cluster(INBOUND_PASSTHROUGH_CLUSTER)
-        },
-    ];
+    let mut clusters = base_clusters(node);
     clusters.extend(inbound.clusters);
     Capture {
         inbound: Inbound {
             listeners,
             clusters,
         },
-        routes: outbound.routes,
+        routes,
     }
+}
+
+/// The outbound listeners and their routes: what every sidecar of one
+/// [`crate::SharingClass`] gets alike.
+pub fn outbound_listeners(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    mesh: &MeshOptions,
+    access_logs: &[AccessLog],
+) -> (Vec<Listener>, Vec<RouteConfiguration>) {
+    let outbound = outbound::outbound(snapshot, node, mesh.outbound_traffic_policy, access_logs);
+    (outbound.listeners, outbound.routes)
+}
+
+/// The workload's own inbound listeners and clusters.
+pub fn workload_inbound(snapshot: &Snapshot, node: &NodeInfo, access_logs: &[AccessLog]) -> Inbound {
+    inbound::inbound(snapshot, node, access_logs)
+}
+
+/// Clusters every capture-mode sidecar has (they depend only on the
+/// workload's address family).
+pub fn base_clusters(node: &NodeInfo) -> Vec<Cluster> {
+    vec![
+        original_dst_cluster(PASSTHROUGH_CLUSTER),
+        blackhole_cluster(),
+        Cluster {
+            upstream_bind_config: Some(inbound_source(node.ip)),
+            ..original_dst_cluster(INBOUND_PASSTHROUGH_CLUSTER)
+        },
+    ]
 }
 
 /// `0.0.0.0`, or `::` for an IPv6 workload.

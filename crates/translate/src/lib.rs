@@ -22,6 +22,7 @@ mod route_action;
 mod routes;
 mod security;
 mod trace;
+mod sharing;
 
 use trellis_config::Snapshot;
 use trellis_xds::node::Interception;
@@ -37,6 +38,9 @@ pub use gateway::{UNPRIVILEGED_PORT_OFFSET, listen_port as gateway_listen_port};
 pub use grpc::translate_proxyless_grpc;
 pub use names::{inbound_cluster_name, outbound_cluster_name};
 pub use trace::{DEFAULT_SAMPLING_PERCENT, MeshTracing, TracerKind, TracingProvider};
+pub use sharing::{
+    SharingClass, only_endpoints_changed, shared_clusters, shared_listeners, workload_resources,
+};
 
 /// Mesh-wide choices that come from the control plane's settings (Istio's
 /// MeshConfig) rather than from the config snapshot.
@@ -124,7 +128,7 @@ pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) 
 
 /// The explicit HTTP proxy's routes (local mode); under REGISTRY_ONLY a
 /// host outside the registry gets Istio's `block_all` 502, as with capture.
-fn explicit_proxy_routes(
+pub(crate) fn explicit_proxy_routes(
     snapshot: &Snapshot,
     node: &NodeInfo,
     mesh: &MeshOptions,

@@ -4,7 +4,6 @@
 //! the server's view of the proxy unchanged, so the next change retries.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -35,6 +34,9 @@ struct TypeState {
     pending: Option<(String, String, HashMap<String, String>)>,
     /// A system version the proxy rejected: not sent again.
     rejected: Option<String>,
+    /// The system version `held` was last brought to, while the
+    /// subscription stayed as it is: nothing to compare again.
+    synced: Option<String>,
 }
 
 pub(crate) struct DeltaStream<G> {
@@ -141,6 +143,7 @@ impl<G: ResourceGenerator> DeltaStream<G> {
             match &request.error_detail {
                 Some(error) => {
                     state.held = before;
+                    state.synced = None;
                     state.rejected = Some(version);
                     self.proxies.metrics.rejected(type_url);
                     self.convergence.failed();
@@ -167,6 +170,11 @@ impl<G: ResourceGenerator> DeltaStream<G> {
             }
         }
         let state = self.types.entry(type_url).or_default();
+        if !request.resource_names_subscribe.is_empty()
+            || !request.resource_names_unsubscribe.is_empty()
+        {
+            state.synced = None;
+        }
         for name in request.resource_names_subscribe {
             if name == WILDCARD {
                 state.wildcard = true;
@@ -212,8 +220,12 @@ impl<G: ResourceGenerator> DeltaStream<G> {
         if state.pending.is_some() || state.rejected.as_ref() == Some(&typed.version) {
             return Ok(());
         }
+        if state.synced.as_ref() == Some(&typed.version) {
+            return Ok(()); // the common case of a push that changed other types
+        }
         let wanted = wanted(typed, state);
         let (changed, removed) = diff(&wanted, &state.held);
+        state.synced = Some(typed.version.clone());
         if changed.is_empty() && removed.is_empty() {
             return Ok(());
         }
@@ -253,9 +265,9 @@ fn wanted<'a>(
 ) -> BTreeMap<String, (String, &'a crate::Any)> {
     typed
         .by_name
-        .iter()
-        .filter(|(name, _)| state.wildcard || state.names.contains(*name))
-        .map(|(name, any)| (name.clone(), (resource_version(any), any)))
+        .iter_versioned()
+        .filter(|(name, _, _)| state.wildcard || state.names.contains(*name))
+        .map(|(name, version, any)| (name.clone(), (version.to_string(), any)))
         .collect()
 }
 
@@ -280,11 +292,4 @@ fn diff(
         .collect();
     removed.sort();
     (changed, removed)
-}
-
-/// A resource's version: a hash of its encoding, stable across restarts.
-fn resource_version(any: &crate::Any) -> String {
-    let mut hasher = DefaultHasher::new();
-    any.hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
 }

@@ -16,4 +16,4 @@ pub mod type_url;
 pub use envoy_types::pb;
 pub use envoy_types::pb::google::protobuf::Any;
 pub use node::{NodeInfo, ProxyKind};
-pub use resources::{EncodedResources, ProxyResources};
+pub use resources::{EncodedLayers, EncodedResources, ProxyResources, ResourceLayer};

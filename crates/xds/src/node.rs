@@ -35,7 +35,7 @@ pub enum ProxyKind {
 }
 
 /// How the workload's traffic reaches its sidecar.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Interception {
     /// iptables REDIRECT to 15001/15006 (a pod, or a network namespace).
     Redirect,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -21,22 +22,144 @@ pub struct ProxyResources {
     pub endpoints: Vec<ClusterLoadAssignment>,
 }
 
+/// Resources of one type, packed once and shared (`Arc`) by every proxy
+/// that gets them; each resource keeps the version delta xDS reports.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ResourceLayer {
+    version: String,
+    entries: BTreeMap<String, Versioned>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Versioned {
+    version: String,
+    any: Any,
+}
+
+impl ResourceLayer {
+    pub fn new(by_name: BTreeMap<String, Any>) -> Self {
+        let version = content_version(&by_name);
+        let entries = by_name
+            .into_iter()
+            .map(|(name, any)| {
+                let version = content_version(&any);
+                (name, Versioned { version, any })
+            })
+            .collect();
+        ResourceLayer { version, entries }
+    }
+
+    pub fn pack<T>(items: &[T], name: impl Fn(&T) -> &String) -> Self
+    where
+        T: prost::Message + prost::Name + Clone,
+    {
+        ResourceLayer::new(
+            items
+                .iter()
+                .map(|item| (name(item).clone(), pack_any(item.clone())))
+                .collect(),
+        )
+    }
+
+    /// A hash of the layer's content, stable across restarts.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn content_version(content: &impl Hash) -> String {
+    let mut hasher = DefaultHasher::new();
+    content.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+fn entry<'a>((name, v): (&'a String, &'a Versioned)) -> (&'a String, &'a str, &'a Any) {
+    (name, v.version.as_str(), &v.any)
+}
+
+/// One proxy's resources of one type, by name: shared layers, the first
+/// naming a resource wins. Iterates in name order.
+#[derive(Clone, Debug, Default)]
+pub struct ResourceMap {
+    layers: Vec<Arc<ResourceLayer>>,
+}
+
+impl ResourceMap {
+    /// `(name, version, resource)` in name order.
+    pub fn iter_versioned(&self) -> Box<dyn Iterator<Item = (&String, &str, &Any)> + '_> {
+        match self.layers.as_slice() {
+            [] => Box::new(std::iter::empty()),
+            [only] => Box::new(only.entries.iter().map(entry)),
+            layers => {
+                let mut all: Vec<_> = layers.iter().flat_map(|l| l.entries.iter()).collect();
+                all.sort_by(|a, b| a.0.cmp(b.0)); // stable: the first layer stays first
+                all.dedup_by(|later, earlier| later.0 == earlier.0);
+                Box::new(all.into_iter().map(entry))
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Any)> + '_ {
+        self.iter_versioned().map(|(name, _, any)| (name, any))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Any> + '_ {
+        self.iter_versioned().map(|(_, _, any)| any)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Any> {
+        self.layers
+            .iter()
+            .find_map(|layer| layer.entries.get(name))
+            .map(|v| &v.any)
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter_versioned().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.layers.iter().all(|layer| layer.is_empty())
+    }
+}
+
+impl PartialEq for ResourceMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ResourceMap {}
+
 /// One encoded resource type: resources by name, and a version derived from
 /// their content (so a restarted control plane reports the same version for
 /// the same config, and unchanged types are not pushed again).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TypedResources {
     pub version: String,
-    pub by_name: BTreeMap<String, Any>,
+    pub by_name: ResourceMap,
 }
 
 impl TypedResources {
-    fn new(by_name: BTreeMap<String, Any>) -> Self {
-        let mut hasher = DefaultHasher::new();
-        by_name.hash(&mut hasher);
+    /// A proxy's resources from shared layers (empty ones are dropped).
+    pub fn from_layers(layers: impl IntoIterator<Item = Arc<ResourceLayer>>) -> Self {
+        let layers: Vec<_> = layers.into_iter().filter(|l| !l.is_empty()).collect();
+        let version = match layers.as_slice() {
+            [] => content_version(&BTreeMap::<String, Any>::new()),
+            [only] => only.version.clone(),
+            layers => content_version(&layers.iter().map(|l| &l.version).collect::<Vec<_>>()),
+        };
         TypedResources {
-            version: format!("{:016x}", hasher.finish()),
-            by_name,
+            version,
+            by_name: ResourceMap { layers },
         }
     }
 
@@ -64,29 +187,53 @@ impl EncodedResources {
     }
 }
 
-impl ProxyResources {
-    pub fn encode(&self) -> EncodedResources {
-        let mut by_type = BTreeMap::new();
-        by_type.insert(type_url::LISTENER, pack_all(&self.listeners, |l| &l.name));
-        by_type.insert(type_url::ROUTE, pack_all(&self.routes, |r| &r.name));
-        by_type.insert(type_url::CLUSTER, pack_all(&self.clusters, |c| &c.name));
-        by_type.insert(
-            type_url::ENDPOINT,
-            pack_all(&self.endpoints, |e| &e.cluster_name),
-        );
+/// [`ProxyResources`] packed once, to be shared: one layer per type.
+#[derive(Clone, Debug, Default)]
+pub struct EncodedLayers {
+    pub listeners: Arc<ResourceLayer>,
+    pub routes: Arc<ResourceLayer>,
+    pub clusters: Arc<ResourceLayer>,
+    pub endpoints: Arc<ResourceLayer>,
+}
+
+impl EncodedLayers {
+    pub fn layer(&self, type_url: &str) -> Option<&Arc<ResourceLayer>> {
+        match type_url {
+            type_url::LISTENER => Some(&self.listeners),
+            type_url::ROUTE => Some(&self.routes),
+            type_url::CLUSTER => Some(&self.clusters),
+            type_url::ENDPOINT => Some(&self.endpoints),
+            _ => None,
+        }
+    }
+
+    /// A proxy's resources from these parts, the first naming a resource
+    /// winning.
+    pub fn compose(parts: &[&EncodedLayers]) -> EncodedResources {
+        let by_type = type_url::PUSH_ORDER
+            .into_iter()
+            .map(|url| {
+                let layers = parts.iter().filter_map(|p| p.layer(url).cloned());
+                (url, TypedResources::from_layers(layers))
+            })
+            .collect();
         EncodedResources { by_type }
     }
 }
 
-fn pack_all<T>(items: &[T], name: impl Fn(&T) -> &String) -> TypedResources
-where
-    T: prost::Message + prost::Name + Clone,
-{
-    let by_name = items
-        .iter()
-        .map(|item| (name(item).clone(), pack_any(item.clone())))
-        .collect();
-    TypedResources::new(by_name)
+impl ProxyResources {
+    pub fn encode(&self) -> EncodedResources {
+        EncodedLayers::compose(&[&self.encode_layers()])
+    }
+
+    pub fn encode_layers(&self) -> EncodedLayers {
+        EncodedLayers {
+            listeners: Arc::new(ResourceLayer::pack(&self.listeners, |l| &l.name)),
+            routes: Arc::new(ResourceLayer::pack(&self.routes, |r| &r.name)),
+            clusters: Arc::new(ResourceLayer::pack(&self.clusters, |c| &c.name)),
+            endpoints: Arc::new(ResourceLayer::pack(&self.endpoints, |e| &e.cluster_name)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +260,50 @@ mod tests {
             first.get(type_url::LISTENER).unwrap().version,
             changed.get(type_url::LISTENER).unwrap().version
         );
+    }
+
+    #[test]
+    fn layers_compose_in_name_order_and_the_first_wins() {
+        let cluster = |name: &str, seconds: i64| Cluster {
+            name: name.into(),
+            connect_timeout: Some(envoy_types::pb::google::protobuf::Duration {
+                seconds,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let shared = ProxyResources {
+            clusters: vec![cluster("b", 1), cluster("d", 1)],
+            ..Default::default()
+        };
+        let own = ProxyResources {
+            clusters: vec![cluster("a", 2), cluster("d", 2)],
+            ..Default::default()
+        };
+        let composed = EncodedLayers::compose(&[&shared.encode_layers(), &own.encode_layers()]);
+        let clusters = composed.get(type_url::CLUSTER).unwrap();
+        let names: Vec<_> = clusters.by_name.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b", "d"]);
+        let d: Cluster =
+            prost::Message::decode(clusters.by_name.get("d").unwrap().value.as_slice()).unwrap();
+        assert_eq!(d.connect_timeout.unwrap().seconds, 1);
+        // Same content, same version; a layer's change changes it.
+        let again = EncodedLayers::compose(&[&shared.encode_layers(), &own.encode_layers()]);
+        assert_eq!(
+            again.get(type_url::CLUSTER).unwrap().version,
+            clusters.version
+        );
+        let changed = ProxyResources {
+            clusters: vec![cluster("a", 3)],
+            ..Default::default()
+        };
+        let other = EncodedLayers::compose(&[&shared.encode_layers(), &changed.encode_layers()]);
+        assert_ne!(
+            other.get(type_url::CLUSTER).unwrap().version,
+            clusters.version
+        );
+        // A type no part has is present and empty.
+        assert!(composed.get(type_url::ROUTE).unwrap().by_name.is_empty());
     }
 
     #[test]

@@ -350,10 +350,13 @@ impl<G: ResourceGenerator> AdsStream<G> {
             return Ok(());
         };
         let subscription = self.types.entry(type_url).or_default();
-        let key = (typed.version.clone(), subscription.names.clone());
-        if subscription.sent.as_ref() == Some(&key) {
+        // Compared before cloning: most pushes leave most types unchanged.
+        if subscription.sent.as_ref().is_some_and(|(version, names)| {
+            *version == typed.version && *names == subscription.names
+        }) {
             return Ok(());
         }
+        let key = (typed.version.clone(), subscription.names.clone());
         let resources = if type_url::is_wildcard(type_url) && subscribes_to_all(&subscription.names)
         {
             typed.select(&[])

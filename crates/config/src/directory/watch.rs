@@ -17,9 +17,17 @@ use crate::error::ConfigStoreError;
 use crate::snapshot::Snapshot;
 use crate::store::ConfigStore;
 
-/// However busy the directory, a reload happens at least this many debounce
-/// periods after the first change.
+/// With [`watch`], however busy the directory, a reload happens at most
+/// this many debounce periods after the first change.
 const MAX_DEBOUNCE_PERIODS: u32 = 10;
+
+/// How changes are folded into reloads: one once nothing changed for
+/// `quiet`, and at most `max` after the first change of a burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Debounce {
+    pub quiet: Duration,
+    pub max: Duration,
+}
 
 /// Where a watched source publishes: `None` until the first complete
 /// reading, then every new snapshot.
@@ -64,6 +72,15 @@ pub fn watch(
     dir: PathBuf,
     debounce: Duration,
 ) -> Result<(DirectoryWatcher, SnapshotReceiver), ConfigStoreError> {
+    let max = debounce.saturating_mul(MAX_DEBOUNCE_PERIODS);
+    watch_debounced(dir, Debounce { quiet: debounce, max })
+}
+
+/// [`watch`] with both debounce periods explicit.
+pub fn watch_debounced(
+    dir: PathBuf,
+    debounce: Debounce,
+) -> Result<(DirectoryWatcher, SnapshotReceiver), ConfigStoreError> {
     let (signals, signal_receiver) = mpsc::channel();
     let watch_error = |source| ConfigStoreError::Watch {
         path: dir.clone(),
@@ -107,7 +124,7 @@ pub fn watch(
 /// of changes, until stopped.
 fn run(
     dir: &Path,
-    debounce: Duration,
+    debounce: Debounce,
     signals: &mpsc::Receiver<Signal>,
     publisher: &channel::Sender<Option<Arc<Snapshot>>>,
 ) {
@@ -121,13 +138,12 @@ fn run(
     }
 }
 
-/// Waits until no change arrives for `debounce` (or the burst has lasted
-/// too long). Returns false when the watcher is stopping.
-fn wait_for_quiet(signals: &mpsc::Receiver<Signal>, debounce: Duration) -> bool {
-    let longest = debounce.saturating_mul(MAX_DEBOUNCE_PERIODS);
-    let deadline = Instant::now().checked_add(longest);
+/// Waits until no change arrives for `debounce.quiet` (or the burst has
+/// lasted `debounce.max`). Returns false when the watcher is stopping.
+fn wait_for_quiet(signals: &mpsc::Receiver<Signal>, debounce: Debounce) -> bool {
+    let deadline = Instant::now().checked_add(debounce.max);
     loop {
-        match signals.recv_timeout(debounce) {
+        match signals.recv_timeout(debounce.quiet) {
             Ok(Signal::Changed) if deadline.is_none_or(|deadline| Instant::now() < deadline) => {
                 continue;
             }
