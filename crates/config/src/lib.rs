@@ -29,8 +29,8 @@ mod snapshot;
 mod store;
 
 pub use directory::{
-    Debounce, watch_debounced,
-    DirectoryLoad, DirectoryWatcher, LoadedFile, SnapshotReceiver, load_directory, watch,
+    Debounce, DirectoryLoad, DirectoryWatcher, LoadedFile, SnapshotReceiver, load_directory, watch,
+    watch_debounced,
 };
 pub use error::ConfigStoreError;
 pub use registry::{

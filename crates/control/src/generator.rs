@@ -86,7 +86,9 @@ impl SnapshotGenerator {
             reusable_listeners,
         };
         for (class, entry) in known {
-            if SharingClass::of(&generation.snapshot, &entry.node).as_ref() == Some(&class) {
+            if SharingClass::of(&generation.snapshot, &entry.node, &self.mesh).as_ref()
+                == Some(&class)
+            {
                 generation.shared(class, &entry.node, &self.mesh);
             }
         }
@@ -138,7 +140,7 @@ impl Generation {
 
     /// A sidecar's or gateway's resources.
     fn proxy(&self, node: &NodeInfo, mesh: &MeshOptions) -> EncodedResources {
-        let Some(class) = SharingClass::of(&self.snapshot, node) else {
+        let Some(class) = SharingClass::of(&self.snapshot, node, mesh) else {
             return trellis_translate::translate_with(&self.snapshot, node, mesh).encode();
         };
         let shared = self.shared(class, node, mesh);

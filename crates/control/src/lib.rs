@@ -39,8 +39,12 @@ pub use status::{ProxyStatusArgs, run_proxy_status};
 pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
     // The config source starts first: in directory mode it may hold the
     // mesh config (the `istio` ConfigMap).
-    let (_source, snapshots) =
-        config_source::start(options.config_dir.as_ref(), &options.kubernetes, options.debounce()).await?;
+    let (_source, snapshots) = config_source::start(
+        options.config_dir.as_ref(),
+        &options.kubernetes,
+        options.debounce(),
+    )
+    .await?;
     let mesh_config = mesh_config::load(&options, &snapshots).await?;
     let settings = mesh_config::resolve(&options, mesh_config.as_ref())?;
     let ca = match &options.cacerts {

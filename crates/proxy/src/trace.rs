@@ -307,7 +307,7 @@ pub fn start_hop(
         None => (
             u128::from(nonzero_random()) << 64 | u128::from(rand::random::<u64>()),
             None,
-            spec.roll(),
+            propagation::lone_sampling_decision(headers).unwrap_or_else(|| spec.roll()),
             propagation::Formats::NEW_TRACE,
         ),
     };

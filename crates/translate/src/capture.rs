@@ -126,7 +126,11 @@ pub fn outbound_listeners(
 }
 
 /// The workload's own inbound listeners and clusters.
-pub fn workload_inbound(snapshot: &Snapshot, node: &NodeInfo, access_logs: &[AccessLog]) -> Inbound {
+pub fn workload_inbound(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    access_logs: &[AccessLog],
+) -> Inbound {
     inbound::inbound(snapshot, node, access_logs)
 }
 

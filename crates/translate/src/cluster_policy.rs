@@ -116,17 +116,18 @@ impl<'a> ClusterPolicy<'a> {
         self.locality().apply(cluster);
     }
 
-    /// Whether an HTTP/1.1 port's upstream connections are upgraded to
-    /// HTTP/2: only when the rule says UPGRADE, since the mesh default
-    /// (`DEFAULT`) is Istio's DO_NOT_UPGRADE; never with
-    /// `useClientProtocol`.
+    /// Whether the port's upstream connections speak HTTP/2: always for
+    /// HTTP2 and GRPC ports (Istio's `setH2Options`); for an HTTP/1.1 port
+    /// only when the rule says UPGRADE, since the mesh default (`DEFAULT`)
+    /// is Istio's DO_NOT_UPGRADE, and never with `useClientProtocol`.
     pub fn upgrades_to_http2(&self, protocol: Protocol) -> bool {
         let http = self.connection_pool.and_then(|pool| pool.http.as_ref());
-        protocol == Protocol::Http
-            && http.is_some_and(|http| {
-                http.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade)
-                    && http.use_client_protocol != Some(true)
-            })
+        matches!(protocol, Protocol::Http2 | Protocol::Grpc)
+            || protocol == Protocol::Http
+                && http.is_some_and(|http| {
+                    http.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade)
+                        && http.use_client_protocol != Some(true)
+                })
     }
 
     /// The cluster's locality load balancing (on unless the rule turns it

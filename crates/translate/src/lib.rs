@@ -21,8 +21,8 @@ mod retry_policy;
 mod route_action;
 mod routes;
 mod security;
-mod trace;
 mod sharing;
+mod trace;
 
 use trellis_config::Snapshot;
 use trellis_xds::node::Interception;
@@ -37,10 +37,10 @@ pub use capture::OutboundTrafficPolicy;
 pub use gateway::{UNPRIVILEGED_PORT_OFFSET, listen_port as gateway_listen_port};
 pub use grpc::translate_proxyless_grpc;
 pub use names::{inbound_cluster_name, outbound_cluster_name};
-pub use trace::{DEFAULT_SAMPLING_PERCENT, MeshTracing, TracerKind, TracingProvider};
 pub use sharing::{
     SharingClass, only_endpoints_changed, shared_clusters, shared_listeners, workload_resources,
 };
+pub use trace::{DEFAULT_SAMPLING_PERCENT, MeshTracing, TracerKind, TracingProvider};
 
 /// Mesh-wide choices that come from the control plane's settings (Istio's
 /// MeshConfig) rather than from the config snapshot.

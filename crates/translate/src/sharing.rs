@@ -17,7 +17,9 @@ use trellis_config::Snapshot;
 use trellis_xds::node::{Interception, ProxyKind};
 use trellis_xds::{NodeInfo, ProxyResources};
 
-use crate::{MeshOptions, access_log, capture, clusters, endpoints, listeners};
+use prost::Message;
+
+use crate::{MeshOptions, access_log, capture, clusters, endpoints, listeners, trace};
 
 /// The inputs of a sidecar's outbound half.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -32,11 +34,14 @@ pub struct SharingClass {
     /// registry's for its address).
     locality: String,
     outbound_port: u16,
+    /// The client-side `tracing` of the outbound connection managers,
+    /// encoded: Telemetry can select workloads by label.
+    outbound_tracing: Option<Vec<u8>>,
 }
 
 impl SharingClass {
     /// `None` for gateways: their config is all their own.
-    pub fn of(snapshot: &Snapshot, node: &NodeInfo) -> Option<SharingClass> {
+    pub fn of(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) -> Option<SharingClass> {
         if node.kind != ProxyKind::Sidecar {
             return None;
         }
@@ -52,8 +57,16 @@ impl SharingClass {
             ipv6: node.ip.is_ipv6(),
             locality: locality.to_string(),
             outbound_port: node.outbound_port,
+            outbound_tracing: outbound_tracing(snapshot, node, mesh),
         })
     }
+}
+
+fn outbound_tracing(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) -> Option<Vec<u8>> {
+    if mesh.tracing.providers.is_empty() {
+        return None;
+    }
+    trace::hcm_tracing(snapshot, node, &mesh.tracing, false).map(|t| t.encode_to_vec())
 }
 
 /// Whether any resource selects on the proxy's own labels outside its
@@ -130,8 +143,9 @@ pub fn shared_listeners(
             ..Default::default()
         },
         Interception::Redirect => {
-            let (listeners, routes) =
+            let (mut listeners, routes) =
                 capture::outbound_listeners(snapshot, node, mesh, &access_logs(mesh));
+            trace::apply(&mut listeners, snapshot, node, &mesh.tracing);
             ProxyResources {
                 listeners,
                 routes,
@@ -159,6 +173,7 @@ pub fn workload_resources(
         ),
     };
     listeners.extend(inbound.listeners);
+    trace::apply(&mut listeners, snapshot, node, &mesh.tracing);
     ProxyResources {
         listeners,
         clusters: inbound.clusters,

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use trellis_config::Snapshot;
-use trellis_translate::{MeshOptions, OutboundTrafficPolicy, SharingClass};
+use trellis_translate::{
+    MeshOptions, MeshTracing, OutboundTrafficPolicy, SharingClass, TracerKind, TracingProvider,
+};
 use trellis_xds::node::{Interception, ProxyKind};
 use trellis_xds::{EncodedLayers, NodeInfo};
 
@@ -48,6 +50,13 @@ fn inputs() -> Vec<(String, Snapshot)> {
         ];
         inputs.push((path.display().to_string(), load(&files)));
     }
+    // Telemetry that selects workloads: tracing splits classes.
+    let traced = [
+        bookinfo.join("platform/bookinfo.yaml"),
+        entries.clone(),
+        testdata.join("tracing.yaml"),
+    ];
+    inputs.push(("bookinfo with tracing.yaml".into(), load(&traced)));
     inputs
 }
 
@@ -86,6 +95,24 @@ fn sidecars(snapshot: &Snapshot) -> Vec<NodeInfo> {
     nodes
 }
 
+/// Two tracing providers, the first the default, as the tracing golden's.
+fn tracing() -> MeshTracing {
+    let provider = |name: &str, port, kind| TracingProvider {
+        name: name.into(),
+        service: format!("{name}.istio-system.svc.cluster.local"),
+        port,
+        kind,
+    };
+    MeshTracing {
+        providers: vec![
+            provider("zipkin", 9411, TracerKind::Zipkin),
+            provider("otel", 4317, TracerKind::OtlpGrpc),
+        ],
+        default_providers: vec!["zipkin".into()],
+        ..MeshTracing::default()
+    }
+}
+
 #[test]
 fn shared_and_own_halves_equal_the_whole_translation() {
     let meshes = [
@@ -95,6 +122,10 @@ fn shared_and_own_halves_equal_the_whole_translation() {
             outbound_traffic_policy: OutboundTrafficPolicy::RegistryOnly,
             ..MeshOptions::default()
         },
+        MeshOptions {
+            tracing: tracing(),
+            ..MeshOptions::default()
+        },
     ];
     let mut compared = 0;
     let mut shared_by_many = 0;
@@ -102,7 +133,7 @@ fn shared_and_own_halves_equal_the_whole_translation() {
         for mesh in &meshes {
             let mut classes: HashMap<SharingClass, (EncodedLayers, EncodedLayers)> = HashMap::new();
             for node in sidecars(&snapshot) {
-                let class = SharingClass::of(&snapshot, &node).expect("sidecars share");
+                let class = SharingClass::of(&snapshot, &node, mesh).expect("sidecars share");
                 let reused = classes.contains_key(&class);
                 let (clusters, listeners) = classes.entry(class).or_insert_with(|| {
                     (
@@ -144,7 +175,10 @@ fn gateways_share_nothing() {
     let snapshot = load(&[crate_dir().join("testdata/egress-gateway.yaml")]);
     let mut node = sidecars(&snapshot).remove(0);
     node.kind = ProxyKind::Router;
-    assert_eq!(SharingClass::of(&snapshot, &node), None);
+    assert_eq!(
+        SharingClass::of(&snapshot, &node, &MeshOptions::default()),
+        None
+    );
 }
 
 #[test]

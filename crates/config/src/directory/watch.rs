@@ -73,7 +73,13 @@ pub fn watch(
     debounce: Duration,
 ) -> Result<(DirectoryWatcher, SnapshotReceiver), ConfigStoreError> {
     let max = debounce.saturating_mul(MAX_DEBOUNCE_PERIODS);
-    watch_debounced(dir, Debounce { quiet: debounce, max })
+    watch_debounced(
+        dir,
+        Debounce {
+            quiet: debounce,
+            max,
+        },
+    )
 }
 
 /// [`watch`] with both debounce periods explicit.

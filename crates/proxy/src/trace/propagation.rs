@@ -73,6 +73,28 @@ pub fn extract(headers: &HeaderMap) -> Option<Incoming> {
     found
 }
 
+/// A caller's sampling decision sent without a context to continue: a
+/// lone `x-b3-sampled`, or `b3: 0|1|d`. Envoy honours it for the new
+/// trace it starts, and so do we.
+pub fn lone_sampling_decision(headers: &HeaderMap) -> Option<bool> {
+    let decision = |value: &[u8]| match value {
+        b"1" | b"true" | b"d" => Some(true),
+        b"0" | b"false" => Some(false),
+        _ => None,
+    };
+    if headers.get(B3_FLAGS).is_some_and(|v| v.as_bytes() == b"1") {
+        return Some(true);
+    }
+    headers
+        .get(B3)
+        .and_then(|v| decision(v.as_bytes().trim_ascii()))
+        .or_else(|| {
+            headers
+                .get(B3_SAMPLED)
+                .and_then(|v| decision(v.as_bytes().trim_ascii()))
+        })
+}
+
 fn extract_b3(headers: &HeaderMap) -> Option<Incoming> {
     if let Some(single) = headers.get(B3).and_then(|v| parse_b3_single(v.as_bytes())) {
         return Some(single);

@@ -121,6 +121,26 @@ fn reads_b3_single() {
 }
 
 #[test]
+fn a_lone_sampling_state_is_a_decision_without_a_context() {
+    for (pairs, decision) in [
+        (&[("x-b3-sampled", "0")][..], Some(false)),
+        (&[("x-b3-sampled", "1")][..], Some(true)),
+        (&[("b3", "0")][..], Some(false)),
+        (&[("b3", "d")][..], Some(true)),
+        (
+            &[("x-b3-flags", "1"), ("x-b3-sampled", "0")][..],
+            Some(true),
+        ),
+        (&[("x-b3-sampled", "maybe")][..], None),
+        (&[][..], None),
+    ] {
+        let map = headers(pairs);
+        assert_eq!(extract(&map), None, "{pairs:?}");
+        assert_eq!(lone_sampling_decision(&map), decision, "{pairs:?}");
+    }
+}
+
+#[test]
 fn injects_a_child_in_the_formats_it_came_in_and_replaces_old_headers() {
     let mut map = headers(&[
         ("x-b3-traceid", TRACE),

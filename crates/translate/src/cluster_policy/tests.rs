@@ -138,7 +138,7 @@ fn an_unset_simple_balancer_is_least_request_as_in_istio() {
 }
 
 #[test]
-fn only_http_ports_are_upgraded_and_only_when_the_rule_says_upgrade() {
+fn http2_ports_speak_http2_and_http_ports_only_when_the_rule_says_upgrade() {
     let rule = |policy: &str| rule(&format!(r#"{{"host": "a", "trafficPolicy": {policy}}}"#));
     let upgrade = rule(r#"{"connectionPool": {"http": {"h2UpgradePolicy": "UPGRADE"}}}"#);
     let policy = ClusterPolicy::merged(Some(&upgrade), "", 9080);
@@ -149,5 +149,9 @@ fn only_http_ports_are_upgraded_and_only_when_the_rule_says_upgrade() {
     let default = rule(r#"{"connectionPool": {"http": {"h2UpgradePolicy": "DEFAULT"}}}"#);
     let policy = ClusterPolicy::merged(Some(&default), "", 9080);
     assert!(!policy.upgrades_to_http2(Protocol::Http));
+    let no_rule = ClusterPolicy::merged(None, "", 9080);
+    assert!(no_rule.upgrades_to_http2(Protocol::Grpc));
+    assert!(no_rule.upgrades_to_http2(Protocol::Http2));
+    assert!(!no_rule.upgrades_to_http2(Protocol::Http));
     assert!(applied("{}").typed_extension_protocol_options.is_empty());
 }
