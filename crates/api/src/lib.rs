@@ -54,6 +54,7 @@ mod load;
 pub mod mesh_config;
 mod meta;
 pub mod validate;
+mod visibility;
 mod yaml;
 
 pub use error::{ConfigError, Position};
@@ -64,3 +65,4 @@ pub use mesh_config::{MeshConfig, MeshConfigError, MeshConfigOutcome};
 pub use meta::{AnyResource, DEFAULT_NAMESPACE, ObjectMeta, Resource, ResourceKey, SourceRef};
 pub use validate::network::Protocol;
 pub use validate::{Violation, validate};
+pub use visibility::{EXPORT_TO_ANNOTATION, annotation_export_to, exported_to};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use trellis_api::{
     AnyResource, AuthorizationPolicy, DeploymentSpec, DestinationRule, NamespaceSpec,
     PeerAuthentication, RequestAuthentication, Resource, ResourceKey, ServiceAccountSpec,
-    ServiceEntry, ServiceSpec, VirtualService, WorkloadEntry,
+    ServiceEntry, ServiceSpec, Sidecar, VirtualService, WorkloadEntry,
 };
 
 use crate::registry::Registry;
@@ -63,6 +63,7 @@ impl Snapshot {
     typed_accessor!(virtual_services, VirtualService, VirtualService);
     typed_accessor!(destination_rules, DestinationRule, DestinationRule);
     typed_accessor!(workload_entries, WorkloadEntry, WorkloadEntry);
+    typed_accessor!(sidecars, Sidecar, Sidecar);
     typed_accessor!(
         /// Sorted by namespace, then name (the order hosts are claimed in).
         service_entries,

@@ -60,11 +60,7 @@ pub fn expand<'a>(
 }
 
 fn exported_to(delegate: &Resource<VirtualService>, namespace: &str) -> bool {
-    let export_to = &delegate.spec.export_to;
-    export_to.is_empty()
-        || export_to.iter().any(|to| {
-            to == "*" || to == namespace || (to == "." && delegate.namespace() == namespace)
-        })
+    trellis_api::exported_to(&delegate.spec.export_to, delegate.namespace(), namespace)
 }
 
 /// The delegate rule under the root's matches and defaults; `None` when no

@@ -74,13 +74,7 @@ impl EntryDetails {
     /// empty everywhere, `.` its own namespace, `~` nowhere, else the
     /// namespaces named).
     pub fn visible_from(&self, own_namespace: &str, namespace: &str) -> bool {
-        self.export_to.is_empty()
-            || self.export_to.iter().any(|to| match to.as_str() {
-                "*" => true,
-                "." => own_namespace == namespace,
-                "~" => false,
-                other => other == namespace,
-            })
+        trellis_api::exported_to(&self.export_to, own_namespace, namespace)
     }
 }
 
