@@ -71,7 +71,8 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
         jwks_metrics.clone(),
     );
     let generations = follow_config(snapshots, jwks, generator.clone(), options.debounce_after);
-    let ads = AdsServer::new(generator.clone(), generations);
+    let ads =
+        AdsServer::new(generator.clone(), generations).with_push_throttle(options.push_throttle);
     let proxies = ads.proxies();
     let dashboard = dashboard::Dashboard::start(&options.dashboard, proxies.clone());
     let ads = ads.into_service();

@@ -102,6 +102,18 @@ pub struct ControlPlaneOptions {
         value_parser = positive_duration
     )]
     pub debounce_max: Duration,
+    /// At most this many responses are built and in flight at once across
+    /// all proxies (Istio's `PILOT_PUSH_THROTTLE`): a change that reaches
+    /// every proxy is pushed in waves, so memory stays flat with the mesh's
+    /// size.
+    #[arg(
+        long,
+        env = "PILOT_PUSH_THROTTLE",
+        value_name = "COUNT",
+        default_value_t = trellis_xds::DEFAULT_PUSH_THROTTLE,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub push_throttle: usize,
     #[command(flatten)]
     pub dashboard: crate::DashboardOptions,
 }

@@ -131,6 +131,7 @@ fn options(config_dir: &Path, ca_dir: &Path) -> ControlPlaneOptions {
         jwks_refresh_interval: Duration::from_millis(300),
         debounce_after: Duration::from_millis(100),
         debounce_max: Duration::from_secs(10),
+        push_throttle: trellis_xds::DEFAULT_PUSH_THROTTLE,
         dashboard: Default::default(),
     }
 }

@@ -104,6 +104,7 @@ fn options(kubeconfig: &Path, ca_dir: &Path, ip: &str) -> ControlPlaneOptions {
         jwks_refresh_interval: Duration::from_secs(60),
         debounce_after: Duration::from_millis(100),
         debounce_max: Duration::from_secs(10),
+        push_throttle: trellis_xds::DEFAULT_PUSH_THROTTLE,
         dashboard: Default::default(),
     }
 }

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
 
 use crate::metrics::Convergence;
 use crate::node::NodeInfo;
 use crate::resources::{EncodedResources, TypedResources};
-use crate::server::{ProxyRegistry, ResourceGenerator, generate_latest};
+use crate::server::{ProxyRegistry, ResourceGenerator, generate_latest, gone};
 use crate::type_url;
 
 /// Names a client subscribes to for "everything of this type".
@@ -44,7 +44,7 @@ pub(crate) struct DeltaStream<G> {
     generator: Arc<G>,
     generations: watch::Receiver<u64>,
     proxies: Arc<ProxyRegistry>,
-    responses: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    responses: crate::throttle::Sender<Result<DeltaDiscoveryResponse, Status>>,
     node: Option<NodeInfo>,
     current: Option<EncodedResources>,
     types: BTreeMap<&'static str, TypeState>,
@@ -58,7 +58,7 @@ impl<G: ResourceGenerator> DeltaStream<G> {
         generator: Arc<G>,
         generations: watch::Receiver<u64>,
         proxies: Arc<ProxyRegistry>,
-        responses: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+        responses: crate::throttle::Sender<Result<DeltaDiscoveryResponse, Status>>,
     ) -> Self {
         DeltaStream {
             id,
@@ -76,7 +76,7 @@ impl<G: ResourceGenerator> DeltaStream<G> {
 
     pub(crate) async fn run(mut self, mut requests: Streaming<DeltaDiscoveryRequest>) {
         if let Err(status) = self.serve(&mut requests).await {
-            let _ = self.responses.send(Err(status)).await;
+            let _ = self.responses.send_unthrottled(Err(status)).await;
         }
         self.proxies.remove(self.id);
     }
@@ -223,6 +223,8 @@ impl<G: ResourceGenerator> DeltaStream<G> {
         if state.synced.as_ref() == Some(&typed.version) {
             return Ok(()); // the common case of a push that changed other types
         }
+        // Room first, so that waiting streams hold no copy of their response.
+        let slot = self.responses.reserve().await.map_err(|_| gone())?;
         let wanted = wanted(typed, state);
         let (changed, removed) = diff(&wanted, &state.held);
         state.synced = Some(typed.version.clone());
@@ -251,10 +253,8 @@ impl<G: ResourceGenerator> DeltaStream<G> {
         self.proxies.update(self.id, |s| {
             s.types.entry(type_url).or_default().sent_version = version
         });
-        self.responses
-            .send(Ok(response))
-            .await
-            .map_err(|_| Status::cancelled("proxy went away"))
+        slot.send(Ok(response));
+        Ok(())
     }
 }
 

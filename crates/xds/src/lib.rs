@@ -11,9 +11,11 @@ pub mod metrics;
 pub mod node;
 pub mod resources;
 pub mod server;
+mod throttle;
 pub mod type_url;
 
 pub use envoy_types::pb;
 pub use envoy_types::pb::google::protobuf::Any;
 pub use node::{NodeInfo, ProxyKind};
 pub use resources::{EncodedLayers, EncodedResources, ProxyResources, ResourceLayer};
+pub use throttle::DEFAULT_PUSH_THROTTLE;

@@ -15,14 +15,14 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use futures::Stream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::metrics::{Convergence, XdsMetrics};
 use crate::node::NodeInfo;
 use crate::resources::EncodedResources;
+use crate::throttle;
 use crate::type_url;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
@@ -146,6 +146,8 @@ pub struct AdsServer<G> {
     generations: watch::Receiver<u64>,
     proxies: Arc<ProxyRegistry>,
     next_stream: AtomicU64,
+    /// Responses in flight across all streams (see [`throttle`]).
+    pushes: Arc<Semaphore>,
 }
 
 impl<G: ResourceGenerator> AdsServer<G> {
@@ -157,7 +159,15 @@ impl<G: ResourceGenerator> AdsServer<G> {
             generations,
             proxies: Arc::default(),
             next_stream: AtomicU64::new(1),
+            pushes: Arc::new(Semaphore::new(throttle::DEFAULT_PUSH_THROTTLE)),
         }
+    }
+
+    /// At most `limit` responses are built and in flight at once (Istio's
+    /// `PILOT_PUSH_THROTTLE`); the rest of a push waits its turn.
+    pub fn with_push_throttle(mut self, limit: usize) -> Self {
+        self.pushes = Arc::new(Semaphore::new(limit.max(1)));
+        self
     }
 
     pub fn proxies(&self) -> Arc<ProxyRegistry> {
@@ -183,7 +193,7 @@ impl<G: ResourceGenerator> AggregatedDiscoveryService for AdsServer<G> {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
-        let (responses, outbound) = mpsc::channel(16);
+        let (responses, outbound) = throttle::channel(&self.pushes);
         let stream = AdsStream {
             id: self.next_stream.fetch_add(1, Ordering::Relaxed),
             generator: self.generator.clone(),
@@ -197,14 +207,14 @@ impl<G: ResourceGenerator> AggregatedDiscoveryService for AdsServer<G> {
             convergence: Convergence::default(),
         };
         tokio::spawn(stream.run(request.into_inner()));
-        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+        Ok(Response::new(Box::pin(outbound)))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<DeltaResponses>, Status> {
-        let (responses, outbound) = mpsc::channel(16);
+        let (responses, outbound) = throttle::channel(&self.pushes);
         let stream = crate::delta::DeltaStream::new(
             self.next_stream.fetch_add(1, Ordering::Relaxed),
             self.generator.clone(),
@@ -213,7 +223,7 @@ impl<G: ResourceGenerator> AggregatedDiscoveryService for AdsServer<G> {
             responses,
         );
         tokio::spawn(stream.run(request.into_inner()));
-        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+        Ok(Response::new(Box::pin(outbound)))
     }
 }
 
@@ -234,7 +244,7 @@ struct AdsStream<G> {
     generator: Arc<G>,
     generations: watch::Receiver<u64>,
     proxies: Arc<ProxyRegistry>,
-    responses: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    responses: throttle::Sender<Result<DiscoveryResponse, Status>>,
     node: Option<NodeInfo>,
     current: Option<EncodedResources>,
     types: BTreeMap<&'static str, Subscription>,
@@ -245,7 +255,7 @@ struct AdsStream<G> {
 impl<G: ResourceGenerator> AdsStream<G> {
     async fn run(mut self, mut requests: Streaming<DiscoveryRequest>) {
         if let Err(status) = self.serve(&mut requests).await {
-            let _ = self.responses.send(Err(status)).await;
+            let _ = self.responses.send_unthrottled(Err(status)).await;
         }
         self.proxies.remove(self.id);
     }
@@ -356,6 +366,8 @@ impl<G: ResourceGenerator> AdsStream<G> {
         }) {
             return Ok(());
         }
+        // Room first, so that waiting streams hold no copy of their response.
+        let slot = self.responses.reserve().await.map_err(|_| gone())?;
         let key = (typed.version.clone(), subscription.names.clone());
         let resources = if type_url::is_wildcard(type_url) && subscribes_to_all(&subscription.names)
         {
@@ -387,11 +399,13 @@ impl<G: ResourceGenerator> AdsStream<G> {
         });
         self.proxies.metrics.pushed(type_url);
         self.convergence.sent(type_url);
-        self.responses
-            .send(Ok(response))
-            .await
-            .map_err(|_| Status::cancelled("proxy went away"))
+        slot.send(Ok(response));
+        Ok(())
     }
+}
+
+pub(crate) fn gone() -> Status {
+    Status::cancelled("proxy went away")
 }
 
 /// The proxy's resources now; `None` keeps whatever it was last sent:
