@@ -7,10 +7,14 @@ edited, an endpoint added, a service added. For each: p50/p99/max time from
 the file write to the ACK of every affected proxy, bytes pushed, control
 plane CPU seconds and peak RSS (/proc), and the load generator's CPU.
 
+The full sync's line also gives the config each proxy received (KB per
+proxy); with --sidecar-egress K a namespace Sidecar imports only K of the
+services, which shows what scoping saves.
+
 Usage: python3 bench/scale.py [--proxies 1000,5000,10000] [--services 1000]
-       [--endpoints 10] [--binary target/release/trellis]
+       [--endpoints 10] [--sidecar-egress K] [--binary target/release/trellis]
        [--load target/release/trellis-xds-load] [--json results.json]
-Build first: cargo build --release -p trellis-cli -p trellis-xds-load
+Build first: cargo build --release -p trellis -p trellis-xds-load
 Everything listens on loopback; every wait is bounded in time.
 """
 import argparse, json, os, resource, shutil, signal, socket, subprocess, sys, tempfile, time
@@ -47,7 +51,17 @@ def virtual_service_yaml(timeout_s):
             f"  - timeout: {timeout_s}s\n    route: [{{destination: {{host: svc-0}}}}]\n")
 
 
-def write_config(directory, services, endpoints):
+def sidecar_yaml(imported):
+    hosts = ", ".join(f'"./svc-{s}.default.svc.cluster.local"' for s in range(imported))
+    return ("apiVersion: networking.istio.io/v1\nkind: Sidecar\n"
+            "metadata: {name: default, namespace: default}\n"
+            f"spec:\n  egress:\n  - hosts: [{hosts}]\n")
+
+
+def write_config(directory, services, endpoints, sidecar_egress=None):
+    if sidecar_egress is not None:
+        with open(os.path.join(directory, "sidecar.yaml"), "w") as out:
+            out.write(sidecar_yaml(sidecar_egress))
     with open(os.path.join(directory, "services.yaml"), "w") as out:
         out.write("---\n".join(service_yaml(f"svc-{s}", f"10.96.{s >> 8}.{s & 255}")
                                for s in range(services)))
@@ -141,7 +155,7 @@ def run_one(args, proxies):
     state = tempfile.mkdtemp(prefix="trellis-scale-")
     config = os.path.join(state, "config")
     os.mkdir(config)
-    write_config(config, args.services, args.endpoints)
+    write_config(config, args.services, args.endpoints, args.sidecar_egress)
     cp = subprocess.Popen(
         [args.binary, "control-plane", "--config-dir", config, "--ca-dir", os.path.join(state, "ca"),
          "--xds-port", str(XDS_PORT), "--secure-port", str(SECURE_PORT),
@@ -158,7 +172,8 @@ def run_one(args, proxies):
         ready = load.ask(f"wait-ready {args.ready_deadline}")
         print(f"N={proxies}: {ready['ready']}/{proxies} proxies synced in "
               f"{time.monotonic() - started:.1f}s; control plane {cpu_seconds(cp.pid):.1f} CPU s, "
-              f"peak RSS {peak_rss_mb(cp.pid):.0f} MB", flush=True)
+              f"peak RSS {peak_rss_mb(cp.pid):.0f} MB; "
+              f"{ready.get('bytes', 0) / max(ready['ready'], 1) / 1e3:.0f} KB per proxy", flush=True)
         for kind, name, text in changes(args.services):
             cp_cpu, load_cpu = cpu_seconds(cp.pid), cpu_seconds(load.process.pid)
             load.ask("mark")
@@ -201,6 +216,8 @@ def main():
     parser.add_argument("--proxies", default="1000,5000,10000")
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--sidecar-egress", type=int,
+                        help="a Sidecar in the services' namespace imports only this many of them")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "trellis"))
     parser.add_argument("--load", default=os.path.join(ROOT, "target", "release", "trellis-xds-load"))
     parser.add_argument("--ready-deadline", type=int, default=900,

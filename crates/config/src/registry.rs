@@ -42,15 +42,16 @@ pub struct MeshService {
     /// Set when a ServiceEntry declared the service (its `name` and
     /// `hostname` are then the entry's host).
     pub entry: Option<Arc<EntryDetails>>,
+    /// The namespaces that see it: a ServiceEntry's `exportTo`, a
+    /// Service's `networking.istio.io/exportTo` annotation.
+    pub export_to: Vec<String>,
 }
 
 impl MeshService {
-    /// Whether a proxy in `namespace` sees this service (a ServiceEntry's
-    /// `exportTo`; Services are visible everywhere).
+    /// Whether a proxy in `namespace` sees this service (`exportTo`:
+    /// empty or `*` everywhere, `.` its own namespace, `~` nowhere).
     pub fn visible_from(&self, namespace: &str) -> bool {
-        self.entry
-            .as_ref()
-            .is_none_or(|entry| entry.visible_from(&self.namespace, namespace))
+        trellis_api::exported_to(&self.export_to, &self.namespace, namespace)
     }
 
     pub fn port(&self, number: u16) -> Option<&MeshServicePort> {
@@ -121,7 +122,8 @@ pub struct Registry {
     /// Sorted by hostname.
     services: Vec<MeshService>,
     by_hostname: HashMap<String, usize>,
-    workloads: Vec<Workload>,
+    /// Shared: a proxy's scoped view of the registry keeps every workload.
+    workloads: Arc<Vec<Workload>>,
 }
 
 impl Registry {
@@ -139,7 +141,7 @@ impl Registry {
             .enumerate()
             .map(|(index, service)| (service.hostname.clone(), index))
             .collect();
-        let workloads = workload_entries.into_iter().filter_map(workload).collect();
+        let workloads = Arc::new(workload_entries.into_iter().filter_map(workload).collect());
         Registry {
             services,
             by_hostname,
@@ -163,13 +165,24 @@ impl Registry {
             }
         }
         self.services.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+        self.index_hostnames();
+        self
+    }
+
+    /// Keeps only the services `keep` accepts (one proxy's view of the
+    /// mesh); endpoints stay, for the services that remain.
+    pub fn retain_services(&mut self, keep: impl FnMut(&MeshService) -> bool) {
+        self.services.retain(keep);
+        self.index_hostnames();
+    }
+
+    fn index_hostnames(&mut self) {
         self.by_hostname = self
             .services
             .iter()
             .enumerate()
             .map(|(index, service)| (service.hostname.clone(), index))
             .collect();
-        self
     }
 
     /// All Services, sorted by hostname.
@@ -277,6 +290,10 @@ fn mesh_service(resource: &Resource<ServiceSpec>) -> MeshService {
             .as_deref()
             .and_then(|ip| ip.parse().ok()),
         entry: None,
+        export_to: trellis_api::annotation_export_to(&resource.meta.annotations)
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
     }
 }
 

@@ -93,13 +93,16 @@ pub struct Capture {
     pub routes: Vec<RouteConfiguration>,
 }
 
+/// `visible` is the proxy's outbound view of `snapshot` (see
+/// [`crate::scope`]); inbound reads the whole snapshot.
 pub fn sidecar(
     snapshot: &Snapshot,
+    visible: &Snapshot,
     node: &NodeInfo,
     mesh: &MeshOptions,
     access_logs: &[AccessLog],
 ) -> Capture {
-    let (mut listeners, routes) = outbound_listeners(snapshot, node, mesh, access_logs);
+    let (mut listeners, routes) = outbound_listeners(visible, node, mesh, access_logs);
     let inbound = workload_inbound(snapshot, node, access_logs);
     listeners.extend(inbound.listeners);
     let mut clusters = base_clusters(node);

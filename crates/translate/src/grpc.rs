@@ -24,10 +24,11 @@ use trellis_xds::{NodeInfo, ProxyResources};
 
 /// Everything a proxyless gRPC client in `node`'s namespace may ask for.
 pub fn translate_proxyless_grpc(snapshot: &Snapshot, node: &NodeInfo) -> ProxyResources {
-    let mut outbound = crate::clusters::outbound(snapshot);
+    let visible = &*crate::scope::outbound_view(snapshot, node);
+    let mut outbound = crate::clusters::outbound(visible);
     // gRPC resolves endpoints only through EDS.
-    outbound.retain(|c| c.service.visible_from(&node.namespace) && clusters::is_eds(&c.cluster));
-    let mut endpoints = crate::endpoints::for_clusters(snapshot, node, &outbound);
+    outbound.retain(|c| clusters::is_eds(&c.cluster));
+    let mut endpoints = crate::endpoints::for_clusters(visible, node, &outbound);
     clusters::narrow_endpoints(&mut endpoints);
     let services = listeners::routable_ports(&outbound);
     ProxyResources {
@@ -42,7 +43,7 @@ pub fn translate_proxyless_grpc(snapshot: &Snapshot, node: &NodeInfo) -> ProxyRe
             .collect(),
         routes: services
             .iter()
-            .map(|target| routes::route_config(snapshot, node, target))
+            .map(|target| routes::route_config(visible, node, target))
             .collect(),
         clusters: outbound.iter().map(clusters::grpc_cluster).collect(),
         endpoints,

@@ -20,6 +20,7 @@ mod names;
 mod retry_policy;
 mod route_action;
 mod routes;
+mod scope;
 mod security;
 mod sharing;
 mod trace;
@@ -37,6 +38,7 @@ pub use capture::OutboundTrafficPolicy;
 pub use gateway::{UNPRIVILEGED_PORT_OFFSET, listen_port as gateway_listen_port};
 pub use grpc::translate_proxyless_grpc;
 pub use names::{inbound_cluster_name, outbound_cluster_name};
+pub use scope::{applicable_sidecar, outbound_view};
 pub use sharing::{
     SharingClass, only_endpoints_changed, shared_clusters, shared_listeners, workload_resources,
 };
@@ -84,17 +86,19 @@ pub fn translate(snapshot: &Snapshot, node: &NodeInfo) -> ProxyResources {
 
 /// [`translate`] with explicit mesh-wide options.
 pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) -> ProxyResources {
+    let mesh = &*scope::mesh_options(snapshot, node, mesh);
+    // exportTo and the Sidecar's egress hosts; gateways sit in their own
+    // namespace too.
+    let visible = &*scope::outbound_view(snapshot, node);
     let access_logs = access_log::access_logs(
         mesh.access_log_file.as_deref(),
         mesh.access_log_format.as_deref(),
         mesh.access_log_encoding,
     );
-    let mut outbound = clusters::outbound(snapshot);
-    // ServiceEntries' exportTo; gateways sit in their own namespace too.
-    outbound.retain(|c| c.service.visible_from(&node.namespace));
-    let endpoints = endpoints::for_clusters(snapshot, node, &outbound);
+    let outbound = clusters::outbound(visible);
+    let endpoints = endpoints::for_clusters(visible, node, &outbound);
     if node.kind == ProxyKind::Router {
-        let mut gateway = gateway::gateway_resources(snapshot, node, &access_logs);
+        let mut gateway = gateway::gateway_resources(visible, node, &access_logs);
         trace::apply(&mut gateway.listeners, snapshot, node, &mesh.tracing);
         return ProxyResources {
             listeners: gateway.listeners,
@@ -106,10 +110,10 @@ pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) 
     let (inbound, routes) = match node.interception {
         Interception::None => (
             listeners::inbound(snapshot, node, &access_logs),
-            vec![explicit_proxy_routes(snapshot, node, mesh)],
+            vec![explicit_proxy_routes(visible, node, mesh)],
         ),
         Interception::Redirect => {
-            let capture = capture::sidecar(snapshot, node, mesh, &access_logs);
+            let capture = capture::sidecar(snapshot, visible, node, mesh, &access_logs);
             (capture.inbound, capture.routes)
         }
     };

@@ -19,7 +19,7 @@ use trellis_xds::{NodeInfo, ProxyResources};
 
 use prost::Message;
 
-use crate::{MeshOptions, access_log, capture, clusters, endpoints, listeners, trace};
+use crate::{MeshOptions, access_log, capture, clusters, endpoints, listeners, scope, trace};
 
 /// The inputs of a sidecar's outbound half.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +37,9 @@ pub struct SharingClass {
     /// The client-side `tracing` of the outbound connection managers,
     /// encoded: Telemetry can select workloads by label.
     outbound_tracing: Option<Vec<u8>>,
+    /// The Sidecar resource that scopes the outbound half, if any
+    /// (`namespace/name`).
+    sidecar: Option<String>,
 }
 
 impl SharingClass {
@@ -58,6 +61,8 @@ impl SharingClass {
             locality: locality.to_string(),
             outbound_port: node.outbound_port,
             outbound_tracing: outbound_tracing(snapshot, node, mesh),
+            sidecar: scope::applicable_sidecar(snapshot, node)
+                .map(|sidecar| format!("{}/{}", sidecar.namespace(), sidecar.name())),
         })
     }
 }
@@ -116,9 +121,9 @@ fn reads_proxy_labels(snapshot: &Snapshot) -> bool {
 /// The class's outbound clusters and their endpoints (both follow
 /// endpoint changes: clusters name the identities behind a service).
 pub fn shared_clusters(snapshot: &Snapshot, node: &NodeInfo) -> ProxyResources {
-    let mut outbound = clusters::outbound(snapshot);
-    outbound.retain(|c| c.service.visible_from(&node.namespace));
-    let endpoints = endpoints::for_clusters(snapshot, node, &outbound);
+    let visible = &*scope::outbound_view(snapshot, node);
+    let outbound = clusters::outbound(visible);
+    let endpoints = endpoints::for_clusters(visible, node, &outbound);
     let mut clusters: Vec<_> = outbound.into_iter().map(|c| c.cluster).collect();
     if node.interception == Interception::Redirect {
         clusters.extend(capture::base_clusters(node));
@@ -137,14 +142,16 @@ pub fn shared_listeners(
     node: &NodeInfo,
     mesh: &MeshOptions,
 ) -> ProxyResources {
+    let mesh = &*scope::mesh_options(snapshot, node, mesh);
+    let visible = &*scope::outbound_view(snapshot, node);
     match node.interception {
         Interception::None => ProxyResources {
-            routes: vec![crate::explicit_proxy_routes(snapshot, node, mesh)],
+            routes: vec![crate::explicit_proxy_routes(visible, node, mesh)],
             ..Default::default()
         },
         Interception::Redirect => {
             let (mut listeners, routes) =
-                capture::outbound_listeners(snapshot, node, mesh, &access_logs(mesh));
+                capture::outbound_listeners(visible, node, mesh, &access_logs(mesh));
             trace::apply(&mut listeners, snapshot, node, &mesh.tracing);
             ProxyResources {
                 listeners,

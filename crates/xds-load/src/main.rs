@@ -201,6 +201,7 @@ async fn serve_commands(
                     "event": "ready",
                     "ready": recorder.ready(ALL_TYPES),
                     "proxies": proxies,
+                    "bytes": recorder.bytes(),
                     "seconds": started.elapsed().as_secs_f64(),
                     "cpuSeconds": record::own_cpu_seconds(),
                 })

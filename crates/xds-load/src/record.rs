@@ -85,6 +85,11 @@ impl Recorder {
         (self.now().saturating_sub(last)) as f64 / 1e6
     }
 
+    /// Bytes of resources received so far, by every proxy together.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     /// Starts a new measurement window: a config change is about to happen.
     pub fn mark(&self) -> (u64, u64) {
         for record in &self.proxies {

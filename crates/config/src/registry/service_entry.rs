@@ -26,8 +26,6 @@ pub struct EntryDetails {
     /// The entry's `endpoints` (empty with a `workloadSelector`, or when the
     /// host itself is resolved).
     pub endpoints: Vec<EntryEndpoint>,
-    /// `exportTo`; empty means everywhere (Istio's default).
-    pub export_to: Vec<String>,
     /// The entry's `metadata.name`, for messages.
     pub entry_name: String,
     /// `subjectAltNames`: the identities a MESH_INTERNAL entry's servers
@@ -69,15 +67,6 @@ impl EntryEndpoint {
     }
 }
 
-impl EntryDetails {
-    /// Whether a proxy in `namespace` sees the entry (`exportTo`: `*` or
-    /// empty everywhere, `.` its own namespace, `~` nowhere, else the
-    /// namespaces named).
-    pub fn visible_from(&self, own_namespace: &str, namespace: &str) -> bool {
-        trellis_api::exported_to(&self.export_to, own_namespace, namespace)
-    }
-}
-
 /// The Services one ServiceEntry declares: one per host. Wildcard hosts
 /// are left out: they name no single destination a cluster could reach.
 pub(super) fn services(resource: &Resource<ServiceEntry>) -> Vec<MeshService> {
@@ -86,7 +75,6 @@ pub(super) fn services(resource: &Resource<ServiceEntry>) -> Vec<MeshService> {
         location: entry.location,
         resolution: entry.resolution,
         endpoints: entry.endpoints.iter().map(entry_endpoint).collect(),
-        export_to: entry.export_to.clone(),
         entry_name: resource.name().to_string(),
         subject_alt_names: entry.subject_alt_names.clone(),
     });
@@ -113,6 +101,7 @@ pub(super) fn services(resource: &Resource<ServiceEntry>) -> Vec<MeshService> {
             selector: selector.clone(),
             cluster_ip,
             entry: Some(details.clone()),
+            export_to: entry.export_to.clone(),
         })
         .collect()
 }
