@@ -121,6 +121,9 @@ impl<G: ResourceGenerator> DeltaStream<G> {
             tracing::warn!(type_url = %request.type_url, "ignoring a delta request for an unserved type");
             return Ok(());
         };
+        if !request.response_nonce.is_empty() {
+            self.responses.answered(&request.response_nonce);
+        }
         let first = !self.types.contains_key(type_url);
         let state = self.types.entry(type_url).or_default();
         if first {
@@ -246,14 +249,14 @@ impl<G: ResourceGenerator> DeltaStream<G> {
             resources: changed,
             type_url: type_url.to_string(),
             removed_resources: removed,
-            nonce,
+            nonce: nonce.clone(),
             ..Default::default()
         };
         let version = typed.version.clone();
         self.proxies.update(self.id, |s| {
             s.types.entry(type_url).or_default().sent_version = version
         });
-        slot.send(Ok(response));
+        self.responses.send(slot, Ok(response), nonce);
         Ok(())
     }
 }

@@ -294,6 +294,9 @@ impl<G: ResourceGenerator> AdsStream<G> {
             tracing::warn!(type_url = %request.type_url, "ignoring a request for an unserved type");
             return Ok(());
         };
+        if !request.response_nonce.is_empty() {
+            self.responses.answered(&request.response_nonce);
+        }
         let subscription = self.types.entry(type_url).or_default();
         if !request.response_nonce.is_empty() && request.response_nonce != subscription.nonce {
             return Ok(()); // answers a response that has since been superseded
@@ -390,7 +393,7 @@ impl<G: ResourceGenerator> AdsStream<G> {
             version_info: typed.version.clone(),
             resources,
             type_url: type_url.to_string(),
-            nonce,
+            nonce: nonce.clone(),
             ..Default::default()
         };
         let version = typed.version.clone();
@@ -399,7 +402,7 @@ impl<G: ResourceGenerator> AdsStream<G> {
         });
         self.proxies.metrics.pushed(type_url);
         self.convergence.sent(type_url);
-        slot.send(Ok(response));
+        self.responses.send(slot, Ok(response), nonce);
         Ok(())
     }
 }
