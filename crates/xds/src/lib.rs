@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod node;
 pub mod resources;
 pub mod server;
+mod service;
 mod throttle;
 pub mod type_url;
 
@@ -18,4 +19,5 @@ pub use envoy_types::pb;
 pub use envoy_types::pb::google::protobuf::Any;
 pub use node::{NodeInfo, ProxyKind};
 pub use resources::{EncodedLayers, EncodedResources, ProxyResources, ResourceLayer};
+pub use service::AdsService;
 pub use throttle::DEFAULT_PUSH_THROTTLE;

@@ -3,21 +3,16 @@
 //! changed, and tracks ACK/NACK per proxy and type.
 
 use std::collections::{BTreeMap, HashMap};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use futures::Stream;
 use tokio::sync::{Semaphore, watch};
 use tokio_stream::StreamExt;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Status, Streaming};
 
 use crate::metrics::{Convergence, XdsMetrics};
 use crate::node::NodeInfo;
@@ -174,25 +169,16 @@ impl<G: ResourceGenerator> AdsServer<G> {
         self.proxies.clone()
     }
 
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
-        AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(16 << 20)
-            .max_encoding_message_size(64 << 20)
+    /// The ADS gRPC service (state of the world and delta) over this server.
+    pub fn into_service(self) -> crate::service::AdsService<G> {
+        crate::service::AdsService::new(self)
     }
-}
 
-type ResponseStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
-type DeltaResponses = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl<G: ResourceGenerator> AggregatedDiscoveryService for AdsServer<G> {
-    type StreamAggregatedResourcesStream = ResponseStream;
-    type DeltaAggregatedResourcesStream = DeltaResponses;
-
-    async fn stream_aggregated_resources(
+    /// Starts serving one state-of-the-world stream.
+    pub(crate) fn open_sotw(
         &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<ResponseStream>, Status> {
+        requests: Streaming<DiscoveryRequest>,
+    ) -> throttle::Responses<Result<DiscoveryResponse, Status>> {
         let (responses, outbound) = throttle::channel(&self.pushes);
         let stream = AdsStream {
             id: self.next_stream.fetch_add(1, Ordering::Relaxed),
@@ -206,14 +192,15 @@ impl<G: ResourceGenerator> AggregatedDiscoveryService for AdsServer<G> {
             nonce: 0,
             convergence: Convergence::default(),
         };
-        tokio::spawn(stream.run(request.into_inner()));
-        Ok(Response::new(Box::pin(outbound)))
+        tokio::spawn(stream.run(requests));
+        outbound
     }
 
-    async fn delta_aggregated_resources(
+    /// Starts serving one delta stream.
+    pub(crate) fn open_delta(
         &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<DeltaResponses>, Status> {
+        requests: Streaming<DeltaDiscoveryRequest>,
+    ) -> throttle::Responses<Result<DeltaDiscoveryResponse, Status>> {
         let (responses, outbound) = throttle::channel(&self.pushes);
         let stream = crate::delta::DeltaStream::new(
             self.next_stream.fetch_add(1, Ordering::Relaxed),
@@ -222,8 +209,8 @@ impl<G: ResourceGenerator> AggregatedDiscoveryService for AdsServer<G> {
             self.proxies.clone(),
             responses,
         );
-        tokio::spawn(stream.run(request.into_inner()));
-        Ok(Response::new(Box::pin(outbound)))
+        tokio::spawn(stream.run(requests));
+        outbound
     }
 }
 
@@ -236,7 +223,18 @@ struct Subscription {
     /// Version and names of the last response, to skip identical pushes.
     sent: Option<(String, Vec<String>)>,
     /// Named CDS and EDS resources as last sent (see [`select_named`]).
-    retained: BTreeMap<String, Any>,
+    retained: Retained,
+}
+
+/// What a named CDS/EDS subscriber was last sent, for make before break:
+/// the previous generation's resources (shared with every other stream
+/// that got them, not copied) and the few already missing from it.
+#[derive(Default)]
+struct Retained {
+    previous: Option<crate::resources::TypedResources>,
+    /// The names sent from `previous`: only what was sent is kept.
+    sent: std::collections::HashSet<String>,
+    missing: BTreeMap<String, Any>,
 }
 
 struct AdsStream<G> {
@@ -437,24 +435,41 @@ fn select_named(
     type_url: &str,
     typed: &crate::resources::TypedResources,
     names: &[String],
-    retained: &mut BTreeMap<String, Any>,
+    retained: &mut Retained,
 ) -> Vec<Any> {
     let keeps_removed = type_url == type_url::CLUSTER || type_url == type_url::ENDPOINT;
-    let mut kept = BTreeMap::new();
+    let mut missing = BTreeMap::new();
+    let mut sent = std::collections::HashSet::new();
     let mut selected = Vec::new();
     for name in names {
-        let resource = typed
-            .select(std::slice::from_ref(name))
-            .pop()
-            .or_else(|| keeps_removed.then(|| retained.get(name).cloned()).flatten());
-        if let Some(resource) = resource {
+        if let Some(resource) = typed.by_name.get(name) {
+            selected.push(resource.clone());
             if keeps_removed {
-                kept.insert(name.clone(), resource.clone());
+                sent.insert(name.clone());
             }
-            selected.push(resource);
+            continue;
+        }
+        if !keeps_removed {
+            continue;
+        }
+        let last_sent = retained
+            .previous
+            .as_ref()
+            .filter(|_| retained.sent.contains(name))
+            .and_then(|previous| previous.by_name.get(name))
+            .or_else(|| retained.missing.get(name));
+        if let Some(resource) = last_sent {
+            missing.insert(name.clone(), resource.clone());
+            selected.push(resource.clone());
         }
     }
-    *retained = kept;
+    if keeps_removed {
+        *retained = Retained {
+            previous: Some(typed.clone()),
+            sent,
+            missing,
+        };
+    }
     selected
 }
 

@@ -199,3 +199,59 @@ async fn pushes_acks_nacks_and_follows_dependent_subscriptions() {
         "the good push after the NACK converged"
     );
 }
+
+/// The service is routed by hand (see `trellis_xds::AdsService`): a
+/// stream's error reaches the client as a gRPC status in the trailers, and
+/// an unknown method is UNIMPLEMENTED, as tonic's own server answers.
+#[tokio::test]
+async fn errors_reach_the_client_as_grpc_statuses() {
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+
+    let generator = Arc::new(Generator {
+        clusters: Mutex::new(vec!["a"]),
+    });
+    let (_generations, receiver) = watch::channel(0u64);
+    let server = AdsServer::new(generator, receiver);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(server.into_service())
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect_lazy();
+    let mut client = AggregatedDiscoveryServiceClient::new(channel.clone());
+    // The first request must name the node.
+    let nameless = DiscoveryRequest {
+        type_url: type_url::CLUSTER.into(),
+        ..Default::default()
+    };
+    let mut responses = client
+        .stream_aggregated_resources(tokio_stream::iter([nameless]))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = tokio::time::timeout(Duration::from_secs(30), responses.message())
+        .await
+        .expect("an answer")
+        .expect_err("a status, not a response");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("node"), "{status:?}");
+
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let unknown = grpc
+        .unary::<DiscoveryRequest, DiscoveryRequest, _>(
+            tonic::Request::new(DiscoveryRequest::default()),
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService/Nothing"
+                .parse()
+                .unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .expect_err("no such method");
+    assert_eq!(unknown.code(), tonic::Code::Unimplemented);
+}
