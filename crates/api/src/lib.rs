@@ -48,6 +48,7 @@
 
 mod error;
 pub mod gateway_api;
+pub mod host;
 pub mod istio;
 pub mod kube;
 mod load;

@@ -9,11 +9,12 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
+use trellis_api::host;
 use trellis_api::mesh_config::DEFAULT_ROOT_NAMESPACE;
 use trellis_api::{
     AnyResource, OutboundTrafficMode, Resource, ServiceEntry, Sidecar, VirtualService, exported_to,
 };
-use trellis_config::{MeshService, Snapshot, service_hostname};
+use trellis_config::{MeshService, Snapshot};
 use trellis_xds::NodeInfo;
 use trellis_xds::node::ProxyKind;
 
@@ -105,7 +106,7 @@ pub fn outbound_view<'a>(snapshot: &'a Snapshot, node: &NodeInfo) -> Cow<'a, Sna
                     .spec
                     .hosts
                     .iter()
-                    .any(|host| admits(vs.namespace(), &qualified(host, vs.namespace()))))
+                    .any(|host| admits(vs.namespace(), &host::resolve(host, vs.namespace()))))
     };
     let keep_resource = |resource: &AnyResource| match resource {
         AnyResource::VirtualService(vs) => keep_virtual_service(vs),
@@ -197,35 +198,14 @@ impl Egress {
     /// Whether config in `namespace` for `host` (a full name, or a
     /// wildcard like `*.example.com`) is imported.
     fn admits(&self, namespace: &str, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
         self.hosts.iter().any(|(namespaces, pattern)| {
             let namespace_ok = match namespaces {
                 NamespaceMatch::Any => true,
                 NamespaceMatch::Named(name) => name == namespace,
                 NamespaceMatch::None => false,
             };
-            namespace_ok && host_matches(pattern, &host)
+            namespace_ok && host::overlaps(pattern, host)
         })
-    }
-}
-
-/// Istio's host matching: `*` matches everything, `*.suffix` every name
-/// (or narrower wildcard) under the suffix, anything else itself.
-fn host_matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix('*') {
-        Some("") => true,
-        Some(suffix) => host.ends_with(suffix),
-        None => pattern == host,
-    }
-}
-
-/// A VirtualService host as a full name: a short name is a Service in the
-/// VirtualService's namespace.
-fn qualified(host: &str, namespace: &str) -> String {
-    if host.contains('.') || host.contains('*') {
-        host.trim_end_matches('.').to_string()
-    } else {
-        service_hostname(host, namespace)
     }
 }
 
@@ -234,7 +214,7 @@ fn entry_hosts(entry: &Resource<ServiceEntry>) -> impl Iterator<Item = String> +
         .spec
         .hosts
         .iter()
-        .map(|host| qualified(host, entry.namespace()))
+        .map(|host| host::resolve(host, entry.namespace()))
 }
 
 /// Every host a VirtualService sends traffic to, mirrors included.
@@ -258,29 +238,4 @@ fn destination_hosts(vs: &VirtualService) -> impl Iterator<Item = &str> {
     http.chain(tls)
         .chain(tcp)
         .map(|destination| destination.host.as_str())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_match_as_istio_matches_them() {
-        assert!(host_matches("*", "reviews.default.svc.cluster.local"));
-        assert!(host_matches("*.example.com", "api.example.com"));
-        assert!(host_matches("*.example.com", "*.eu.example.com"));
-        assert!(!host_matches("*.example.com", "example.com"));
-        assert!(host_matches("api.example.com", "api.example.com"));
-        assert!(!host_matches("api.example.com", "web.example.com"));
-    }
-
-    #[test]
-    fn short_virtual_service_hosts_are_services_of_their_namespace() {
-        assert_eq!(
-            qualified("reviews", "prod"),
-            "reviews.prod.svc.cluster.local"
-        );
-        assert_eq!(qualified("api.example.com.", "prod"), "api.example.com");
-        assert_eq!(qualified("*", "prod"), "*");
-    }
 }

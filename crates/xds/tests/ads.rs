@@ -118,6 +118,20 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Serves `server` on a loopback port; a channel to it.
+async fn serve_on_loopback(server: AdsServer<Generator>) -> tonic::transport::Channel {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(server.into_service())
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect_lazy()
+}
+
 fn cds_status(proxies: &ProxyRegistry) -> Option<(String, String, Option<String>)> {
     let all = proxies.snapshot();
     let status = all.first()?.types.get(type_url::CLUSTER)?.clone();
@@ -132,16 +146,7 @@ async fn pushes_acks_nacks_and_follows_dependent_subscriptions() {
     let (generations, receiver) = watch::channel(0u64);
     let server = AdsServer::new(generator.clone(), receiver);
     let proxies = server.proxies();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(server.into_service())
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect_lazy();
+    let channel = serve_on_loopback(server).await;
     let recorder = Arc::new(Recorder::default());
     tokio::spawn(AdsClient::new(channel, node().to_node()).run(recorder.clone()));
 
@@ -212,17 +217,7 @@ async fn errors_reach_the_client_as_grpc_statuses() {
         clusters: Mutex::new(vec!["a"]),
     });
     let (_generations, receiver) = watch::channel(0u64);
-    let server = AdsServer::new(generator, receiver);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(server.into_service())
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect_lazy();
+    let channel = serve_on_loopback(AdsServer::new(generator, receiver)).await;
     let mut client = AggregatedDiscoveryServiceClient::new(channel.clone());
     // The first request must name the node.
     let nameless = DiscoveryRequest {
