@@ -108,17 +108,6 @@ pub fn outbound_view<'a>(snapshot: &'a Snapshot, node: &NodeInfo) -> Cow<'a, Sna
                     .iter()
                     .any(|host| admits(vs.namespace(), &host::resolve(host, vs.namespace()))))
     };
-    let keep_resource = |resource: &AnyResource| match resource {
-        AnyResource::VirtualService(vs) => keep_virtual_service(vs),
-        AnyResource::DestinationRule(rule) => {
-            exported_to(&rule.spec.export_to, rule.namespace(), namespace)
-        }
-        AnyResource::ServiceEntry(entry) => {
-            exported_to(&entry.spec.export_to, entry.namespace(), namespace)
-                && entry_hosts(entry).any(|host| admits(entry.namespace(), &host))
-        }
-        _ => true,
-    };
     // Istio imports the services an imported VirtualService routes to.
     let routed_to: HashSet<&str> = match egress {
         None => HashSet::new(),
@@ -131,6 +120,20 @@ pub fn outbound_view<'a>(snapshot: &'a Snapshot, node: &NodeInfo) -> Cow<'a, Sna
                     .map(|service| service.hostname.as_str())
             })
             .collect(),
+    };
+    let keep_resource = |resource: &AnyResource| match resource {
+        AnyResource::VirtualService(vs) => keep_virtual_service(vs),
+        AnyResource::DestinationRule(rule) => {
+            exported_to(&rule.spec.export_to, rule.namespace(), namespace)
+        }
+        AnyResource::ServiceEntry(entry) => {
+            exported_to(&entry.spec.export_to, entry.namespace(), namespace)
+                && entry_hosts(entry).any(|host| {
+                    admits(entry.namespace(), &host)
+                        || routed_to.contains(host.to_ascii_lowercase().as_str())
+                })
+        }
+        _ => true,
     };
     let keep_service = |service: &MeshService| {
         service.visible_from(namespace)

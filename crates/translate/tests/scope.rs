@@ -71,6 +71,8 @@ fn the_root_sidecar_keeps_workloads_to_their_namespace_and_istio_system() {
     assert_eq!(
         services_seen("shop", "web-0"),
         [
+            // A ServiceEntry shop's VirtualService for web routes to.
+            "api.cards.test",
             // cart's own Sidecar scopes cart's proxy, not who may call it.
             "cart.shop.svc.cluster.local",
             // Imported because shop's VirtualService for web routes there.
