@@ -39,7 +39,7 @@ pub use client::{
     request_certificate,
 };
 pub use error::CaError;
-pub use service::{Authenticator, CertificateService};
+pub use service::{Authenticator, CertificateService, bearer_token_in};
 pub use spiffe::{SpiffeId, SpiffeIdError};
 pub use tls::{
     PeerIdentityError, client_config, client_config_trusting, peer_identity, server_config,

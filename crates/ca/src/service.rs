@@ -69,10 +69,14 @@ impl IstioCertificateService for CertificateService {
     }
 }
 
+fn bearer_token<T>(request: &Request<T>) -> Option<&str> {
+    bearer_token_in(request.metadata().as_ref())
+}
+
 /// The token from `authorization: Bearer <token>`; the scheme is
 /// case-insensitive (RFC 7235).
-fn bearer_token<T>(request: &Request<T>) -> Option<&str> {
-    let value = request.metadata().get("authorization")?.to_str().ok()?;
+pub fn bearer_token_in(headers: &tonic::codegen::http::HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

@@ -11,6 +11,7 @@ mod jwks;
 mod mesh_config;
 mod monitoring;
 mod options;
+mod proxy_auth;
 mod proxy_config;
 mod status;
 mod sync;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::watch;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use trellis_ca::{CertificateService, MeshCa, StaticTokens};
 use trellis_xds::server::AdsServer;
 
@@ -76,21 +77,41 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
     let proxies = ads.proxies();
     let dashboard = dashboard::Dashboard::start(&options.dashboard, proxies.clone());
     let ads = ads.into_service();
-    let certificates = CertificateService::new(ca.clone(), Arc::new(tokens)).into_server();
+    let tokens: Arc<dyn trellis_ca::Authenticator> = Arc::new(tokens);
+    let certificates = CertificateService::new(ca.clone(), tokens.clone()).into_server();
+    let callers = proxy_auth::MeshCallers::new(
+        tokens,
+        trellis_ca::TrustDomains::only(&settings.trust_domain),
+    );
+    let secure_ads = ads.authenticated(Arc::new(callers));
 
     let ip = options.listen_address;
     let (chain, key) = ca
         .issue_server_cert(&[trellis_ca::CONTROL_PLANE_SERVER_NAME.to_string()], &[ip])
         .context("issuing the control plane's serving certificate")?;
-    let tls = ServerTlsConfig::new().identity(Identity::from_pem(chain, key));
+    // A proxy's mesh certificate, when it presents one, authenticates it;
+    // a proxy that has none yet (its first certificate request) sends its
+    // bootstrap token instead.
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(chain, key))
+        .client_ca_root(Certificate::from_pem(ca.root_cert_pem()))
+        .client_auth_optional(true);
     let secure = Server::builder()
         .tls_config(tls)?
-        .add_service(ads.clone())
+        .add_service(secure_ads)
         .add_service(certificates)
         .serve(SocketAddr::new(ip, options.secure_port));
-    let plaintext = Server::builder()
-        .add_service(ads)
-        .serve(SocketAddr::new(ip, options.xds_port));
+    let plaintext = async {
+        match options.plaintext_xds_port() {
+            Some(port) => {
+                Server::builder()
+                    .add_service(ads)
+                    .serve(SocketAddr::new(ip, port))
+                    .await
+            }
+            None => std::future::pending().await,
+        }
+    };
     monitoring::serve(
         SocketAddr::new(ip, options.monitoring_port),
         proxies,
@@ -99,7 +120,7 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
         &dashboard,
     )
     .await?;
-    tracing::info!(%ip, xds = options.xds_port, secure = options.secure_port, "control plane serving");
+    tracing::info!(%ip, xds = ?options.plaintext_xds_port(), secure = options.secure_port, "control plane serving");
     tokio::select! {
         result = secure => result.context("secure xDS/CA server")?,
         result = plaintext => result.context("plaintext xDS server")?,

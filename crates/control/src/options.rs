@@ -15,9 +15,11 @@ pub struct ControlPlaneOptions {
     /// Address every port of the control plane listens on.
     #[arg(long, default_value = "127.0.0.1")]
     pub listen_address: IpAddr,
-    /// Plaintext xDS port (Istio's 15010; local use only).
-    #[arg(long, default_value_t = 15010)]
-    pub xds_port: u16,
+    /// Plaintext xDS port (Istio's 15010). It authenticates no one, so it
+    /// is for local use: served by default in directory mode, and with
+    /// `--kube` only when this flag is given.
+    #[arg(long, value_name = "PORT")]
+    pub xds_port: Option<u16>,
     /// xDS and CA over TLS (Istio's 15012).
     #[arg(long, default_value_t = 15012)]
     pub secure_port: u16,
@@ -135,6 +137,15 @@ pub enum OutboundTrafficMode {
 }
 
 impl ControlPlaneOptions {
+    /// The plaintext xDS port, if it is served at all.
+    pub fn plaintext_xds_port(&self) -> Option<u16> {
+        match (self.xds_port, self.kubernetes.kube) {
+            (Some(port), _) => Some(port),
+            (None, false) => Some(15010),
+            (None, true) => None,
+        }
+    }
+
     pub fn debounce(&self) -> trellis_config::Debounce {
         trellis_config::Debounce {
             quiet: self.debounce_after,

@@ -115,7 +115,7 @@ fn options(config_dir: &Path, ca_dir: &Path) -> ControlPlaneOptions {
         config_dir: Some(config_dir.to_path_buf()),
         kubernetes: Default::default(),
         listen_address: CONTROL_PLANE_IP.parse().unwrap(),
-        xds_port: 15010,
+        xds_port: Some(15010),
         secure_port: 15012,
         monitoring_port: 15014,
         ca_dir: Some(ca_dir.to_path_buf()),

@@ -88,7 +88,7 @@ fn options(kubeconfig: &Path, ca_dir: &Path, ip: &str) -> ControlPlaneOptions {
             kubeconfig: Some(kubeconfig.to_path_buf()),
         },
         listen_address: ip.parse().unwrap(),
-        xds_port: 15010,
+        xds_port: Some(15010),
         secure_port: 15012,
         monitoring_port: 15014,
         ca_dir: Some(ca_dir.to_path_buf()),

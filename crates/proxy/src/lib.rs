@@ -82,6 +82,8 @@ pub enum ProxyError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("the token in {0} is not a valid header value")]
+    InvalidToken(std::path::PathBuf),
     #[error("cannot reach the control plane: {0}")]
     ControlPlane(#[from] trellis_ca::CaError),
     #[error(transparent)]
@@ -125,12 +127,15 @@ pub async fn start(options: &ProxyOptions) -> Result<Arc<ProxyState>, ProxyError
         trust,
     );
     let channel = trellis_ca::ca_channel(&options.discovery_address, &root_pem)?;
-    tokio::spawn(identity.clone().run(channel.clone(), token, root_pem));
+    let ads = AdsClient::new(channel.clone(), node.to_node())
+        .with_bearer_token(&token)
+        .map_err(|_| ProxyError::InvalidToken(options.token_file.clone()))?;
+    tokio::spawn(identity.clone().run(channel, token, root_pem));
     let state = ProxyState::new(identity, node.clone(), Arc::default());
     if let Some(dir) = &options.credentials_dir {
         state.credentials.set_dir(dir.clone());
     }
-    tokio::spawn(AdsClient::new(channel, node.to_node()).run(state.clone()));
+    tokio::spawn(ads.run(state.clone()));
     // Under capture, inbound traffic to any port of the workload's address
     // reaches it, so the admin port (config, quit) stays on loopback as in Istio.
     let admin_ip = match node.interception {

@@ -14,6 +14,8 @@ use envoy_types::pb::google::rpc::Status as RpcStatus;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::errors::InvalidMetadataValue;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 use crate::type_url;
@@ -37,6 +39,8 @@ const DEPENDENT_TYPES: [&str; 2] = [type_url::ENDPOINT, type_url::ROUTE];
 pub struct AdsClient {
     channel: Channel,
     node: Node,
+    /// `authorization` metadata proving the proxy's identity on the TLS port.
+    authorization: Option<MetadataValue<Ascii>>,
     /// What was accepted last, per type, so a reconnect resumes from it.
     accepted: BTreeMap<&'static str, TypeState>,
 }
@@ -53,8 +57,16 @@ impl AdsClient {
         AdsClient {
             channel,
             node,
+            authorization: None,
             accepted: BTreeMap::new(),
         }
+    }
+
+    /// Authenticates every stream with `authorization: Bearer TOKEN` (the
+    /// workload's bootstrap credential, as the CA takes it).
+    pub fn with_bearer_token(mut self, token: &str) -> Result<Self, InvalidMetadataValue> {
+        self.authorization = Some(MetadataValue::try_from(format!("Bearer {token}"))?);
+        Ok(self)
     }
 
     /// Runs until the process ends; connection failures only delay updates.
@@ -104,10 +116,12 @@ impl AdsClient {
         }
         let mut client = AggregatedDiscoveryServiceClient::new(self.channel.clone())
             .max_decoding_message_size(64 << 20);
-        let mut responses = client
-            .stream_aggregated_resources(ReceiverStream::new(outbound))
-            .await?
-            .into_inner();
+        let mut call = tonic::Request::new(ReceiverStream::new(outbound));
+        if let Some(authorization) = &self.authorization {
+            call.metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
+        let mut responses = client.stream_aggregated_resources(call).await?.into_inner();
         while let Some(response) = responses.next().await {
             let response = response?;
             let reply = self.on_response(handler, response);

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
 
+use crate::auth::Caller;
 use crate::metrics::Convergence;
 use crate::node::NodeInfo;
 use crate::resources::{EncodedResources, TypedResources};
@@ -45,6 +46,7 @@ pub(crate) struct DeltaStream<G> {
     generations: watch::Receiver<u64>,
     proxies: Arc<ProxyRegistry>,
     responses: crate::throttle::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    caller: Option<Caller>,
     node: Option<NodeInfo>,
     current: Option<EncodedResources>,
     types: BTreeMap<&'static str, TypeState>,
@@ -59,6 +61,7 @@ impl<G: ResourceGenerator> DeltaStream<G> {
         generations: watch::Receiver<u64>,
         proxies: Arc<ProxyRegistry>,
         responses: crate::throttle::Sender<Result<DeltaDiscoveryResponse, Status>>,
+        caller: Option<Caller>,
     ) -> Self {
         DeltaStream {
             id,
@@ -66,6 +69,7 @@ impl<G: ResourceGenerator> DeltaStream<G> {
             generations,
             proxies,
             responses,
+            caller,
             node: None,
             current: None,
             types: BTreeMap::new(),
@@ -200,7 +204,9 @@ impl<G: ResourceGenerator> DeltaStream<G> {
     }
 
     fn identify(&mut self, request: &DeltaDiscoveryRequest) -> Result<(), Status> {
-        let info = self.proxies.register(self.id, request.node.as_ref())?;
+        let info = self
+            .proxies
+            .register(self.id, request.node.as_ref(), self.caller.as_ref())?;
         self.node = Some(info);
         self.regenerate();
         Ok(())

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod auth;
 pub mod client;
 mod delta;
 pub mod json;
@@ -15,6 +16,7 @@ mod service;
 mod throttle;
 pub mod type_url;
 
+pub use auth::{AuthenticateCaller, Caller};
 pub use envoy_types::pb;
 pub use envoy_types::pb::google::protobuf::Any;
 pub use node::{NodeInfo, ProxyKind};

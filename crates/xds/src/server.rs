@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
 
+use crate::auth::Caller;
 use crate::metrics::{Convergence, XdsMetrics};
 use crate::node::NodeInfo;
 use crate::resources::EncodedResources;
@@ -111,11 +112,23 @@ impl ProxyRegistry {
 
     /// Identifies a new stream's proxy from its first request and records
     /// it as connected.
-    pub(crate) fn register(&self, stream: u64, node: Option<&Node>) -> Result<NodeInfo, Status> {
+    /// A stream opened by an authenticated `caller` is only served as that
+    /// caller's proxy.
+    pub(crate) fn register(
+        &self,
+        stream: u64,
+        node: Option<&Node>,
+        caller: Option<&Caller>,
+    ) -> Result<NodeInfo, Status> {
         let node =
             node.ok_or_else(|| Status::invalid_argument("the first request must carry a node"))?;
         let info =
             NodeInfo::from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Some(caller) = caller {
+            crate::auth::check_node(caller, &info).inspect_err(|status| {
+                tracing::warn!(stream, node = %node.id, %status, "refused an xDS stream");
+            })?;
+        }
         tracing::info!(stream, node = %node.id, "proxy connected");
         self.insert(stream, ProxyStatus::connected(node, &info));
         Ok(info)
@@ -178,6 +191,7 @@ impl<G: ResourceGenerator> AdsServer<G> {
     pub(crate) fn open_sotw(
         &self,
         requests: Streaming<DiscoveryRequest>,
+        caller: Option<Caller>,
     ) -> throttle::Responses<Result<DiscoveryResponse, Status>> {
         let (responses, outbound) = throttle::channel(&self.pushes);
         let stream = AdsStream {
@@ -186,6 +200,7 @@ impl<G: ResourceGenerator> AdsServer<G> {
             generations: self.generations.clone(),
             proxies: self.proxies.clone(),
             responses,
+            caller,
             node: None,
             current: None,
             types: BTreeMap::new(),
@@ -200,6 +215,7 @@ impl<G: ResourceGenerator> AdsServer<G> {
     pub(crate) fn open_delta(
         &self,
         requests: Streaming<DeltaDiscoveryRequest>,
+        caller: Option<Caller>,
     ) -> throttle::Responses<Result<DeltaDiscoveryResponse, Status>> {
         let (responses, outbound) = throttle::channel(&self.pushes);
         let stream = crate::delta::DeltaStream::new(
@@ -208,6 +224,7 @@ impl<G: ResourceGenerator> AdsServer<G> {
             self.generations.clone(),
             self.proxies.clone(),
             responses,
+            caller,
         );
         tokio::spawn(stream.run(requests));
         outbound
@@ -243,6 +260,8 @@ struct AdsStream<G> {
     generations: watch::Receiver<u64>,
     proxies: Arc<ProxyRegistry>,
     responses: throttle::Sender<Result<DiscoveryResponse, Status>>,
+    /// Who opened the stream, when the port authenticates callers.
+    caller: Option<Caller>,
     node: Option<NodeInfo>,
     current: Option<EncodedResources>,
     types: BTreeMap<&'static str, Subscription>,
@@ -318,7 +337,9 @@ impl<G: ResourceGenerator> AdsStream<G> {
     }
 
     fn identify(&mut self, request: &DiscoveryRequest) -> Result<(), Status> {
-        let info = self.proxies.register(self.id, request.node.as_ref())?;
+        let info = self
+            .proxies
+            .register(self.id, request.node.as_ref(), self.caller.as_ref())?;
         self.node = Some(info);
         self.regenerate();
         Ok(())

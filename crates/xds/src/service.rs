@@ -21,6 +21,7 @@ use tonic::server::NamedService;
 use tonic::{Code, Status, Streaming};
 use tonic_prost::ProstCodec;
 
+use crate::auth::AuthenticateCaller;
 use crate::server::{AdsServer, ResourceGenerator};
 use crate::throttle::Responses;
 
@@ -36,12 +37,15 @@ const MAX_REQUEST_BYTES: usize = 16 << 20;
 /// `tonic::transport::Server::add_service` takes this.
 pub struct AdsService<G> {
     server: Arc<AdsServer<G>>,
+    /// Set on ports that serve only authenticated proxies (15012).
+    authenticator: Option<Arc<dyn AuthenticateCaller>>,
 }
 
 impl<G> Clone for AdsService<G> {
     fn clone(&self) -> Self {
         AdsService {
             server: self.server.clone(),
+            authenticator: self.authenticator.clone(),
         }
     }
 }
@@ -54,6 +58,17 @@ impl<G: ResourceGenerator> AdsService<G> {
     pub(crate) fn new(server: AdsServer<G>) -> Self {
         AdsService {
             server: Arc::new(server),
+            authenticator: None,
+        }
+    }
+
+    /// The same streams, but each call is authenticated first and served
+    /// only for a node of the caller's identity; a call that fails is
+    /// answered with its status and no stream.
+    pub fn authenticated(&self, authenticator: Arc<dyn AuthenticateCaller>) -> Self {
+        AdsService {
+            server: self.server.clone(),
+            authenticator: Some(authenticator),
         }
     }
 }
@@ -73,14 +88,26 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let caller = match &self.authenticator {
+            Some(authenticator) => {
+                match authenticator.authenticate(request.headers(), request.extensions()) {
+                    Ok(caller) => Some(caller),
+                    Err(status) => {
+                        tracing::warn!(%status, "refused an unauthenticated xDS call");
+                        return Box::pin(async move { Ok(status_only(status)) });
+                    }
+                }
+            }
+            None => None,
+        };
         let response = match request.uri().path() {
             SOTW_PATH => {
                 let requests = decode::<DiscoveryRequest, B>(request.into_body());
-                grpc_response(GrpcBody::new(self.server.open_sotw(requests)))
+                grpc_response(GrpcBody::new(self.server.open_sotw(requests, caller)))
             }
             DELTA_PATH => {
                 let requests = decode::<DeltaDiscoveryRequest, B>(request.into_body());
-                grpc_response(GrpcBody::new(self.server.open_delta(requests)))
+                grpc_response(GrpcBody::new(self.server.open_delta(requests, caller)))
             }
             _ => status_only(Status::unimplemented("no such method")),
         };
