@@ -226,7 +226,12 @@ impl<G: ResourceGenerator> DeltaStream<G> {
         };
         let state = self.types.entry(type_url).or_default();
         // One response in flight per type; a rejected version waits for the next change.
-        if state.pending.is_some() || state.rejected.as_ref() == Some(&typed.version) {
+        if state.rejected.as_ref() == Some(&typed.version) {
+            return Ok(());
+        }
+        if state.pending.is_some() {
+            // Sent once the proxy answers; the change converges with it.
+            self.convergence.sent(type_url);
             return Ok(());
         }
         if state.synced.as_ref() == Some(&typed.version) {
@@ -234,6 +239,8 @@ impl<G: ResourceGenerator> DeltaStream<G> {
         }
         // Room first, so that waiting streams hold no copy of their response.
         let slot = self.responses.reserve().await.map_err(|_| gone())?;
+        self.convergence.dequeued(&self.proxies.metrics);
+        let building = std::time::Instant::now();
         let wanted = wanted(typed, state);
         let (changed, removed) = diff(&wanted, &state.held);
         state.synced = Some(typed.version.clone());
@@ -262,6 +269,9 @@ impl<G: ResourceGenerator> DeltaStream<G> {
         self.proxies.update(self.id, |s| {
             s.types.entry(type_url).or_default().sent_version = version
         });
+        self.proxies.metrics.pushed(type_url);
+        self.proxies.metrics.built(type_url, building);
+        self.convergence.sent(type_url);
         self.responses.send(slot, Ok(response), nonce);
         Ok(())
     }

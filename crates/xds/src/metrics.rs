@@ -1,7 +1,9 @@
 //! The control plane's xDS metrics, with Istio's names: connected proxies
 //! (`pilot_xds`), pushes and rejections per type (`pilot_xds_pushes`,
 //! `pilot_total_xds_rejects`), and how long a config change takes to be
-//! accepted by a proxy (`pilot_proxy_convergence_time`).
+//! accepted by a proxy (`pilot_proxy_convergence_time`), of which waiting
+//! for the push throttle (`pilot_proxy_queue_time`) and building one
+//! response (`pilot_xds_push_time`, by type).
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -43,6 +45,18 @@ pub struct XdsMetrics {
     pushes: Family<TypeLabel, Counter>,
     rejects: Family<TypeLabel, Counter>,
     convergence: Histogram,
+    queue_time: Histogram,
+    push_time: Family<TypeLabel, Histogram, fn() -> Histogram>,
+}
+
+/// 1 ms .. ~16 s
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// 10 us .. ~160 ms: building one response is quick.
+fn build_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 15))
 }
 
 impl Default for XdsMetrics {
@@ -51,8 +65,9 @@ impl Default for XdsMetrics {
             connected: Gauge::default(),
             pushes: Family::default(),
             rejects: Family::default(),
-            // 1 ms .. ~16 s
-            convergence: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            convergence: seconds_histogram(),
+            queue_time: seconds_histogram(),
+            push_time: Family::new_with_constructor(build_histogram),
         }
     }
 }
@@ -75,6 +90,23 @@ impl XdsMetrics {
             "Seconds from a config change reaching a proxy's stream until the proxy accepted every pushed type",
             self.convergence.clone(),
         );
+        registry.register(
+            "pilot_proxy_queue_time",
+            "Seconds a proxy's push waited for the push throttle after a config change",
+            self.queue_time.clone(),
+        );
+        registry.register(
+            "pilot_xds_push_time",
+            "Seconds to build and queue one xDS response, by type",
+            self.push_time.clone(),
+        );
+    }
+
+    /// One response of `type_url`, built since `started`.
+    pub(crate) fn built(&self, type_url: &str, started: Instant) {
+        self.push_time
+            .get_or_create(&TypeLabel::of(type_url))
+            .observe(started.elapsed().as_secs_f64());
     }
 
     pub(crate) fn connected(&self) {
@@ -99,14 +131,25 @@ impl XdsMetrics {
 #[derive(Debug, Default)]
 pub(crate) struct Convergence {
     started: Option<Instant>,
+    /// Set by a change until its first response gets past the throttle.
+    queued: Option<Instant>,
     waiting: BTreeSet<&'static str>,
 }
 
 impl Convergence {
     /// A new config generation supersedes whatever was still in flight.
     pub(crate) fn begin(&mut self) {
-        self.started = Some(Instant::now());
+        let now = Instant::now();
+        self.started = Some(now);
+        self.queued = Some(now);
         self.waiting.clear();
+    }
+
+    /// A response got its turn under the throttle.
+    pub(crate) fn dequeued(&mut self, metrics: &XdsMetrics) {
+        if let Some(queued) = self.queued.take() {
+            metrics.queue_time.observe(queued.elapsed().as_secs_f64());
+        }
     }
 
     pub(crate) fn sent(&mut self, type_url: &'static str) {
@@ -119,6 +162,7 @@ impl Convergence {
     pub(crate) fn settle_if_nothing_sent(&mut self) {
         if self.waiting.is_empty() {
             self.started = None;
+            self.queued = None;
         }
     }
 
@@ -134,6 +178,7 @@ impl Convergence {
     /// A NACK means this generation will not converge.
     pub(crate) fn failed(&mut self) {
         self.started = None;
+        self.queued = None;
         self.waiting.clear();
     }
 }

@@ -390,6 +390,8 @@ impl<G: ResourceGenerator> AdsStream<G> {
         }
         // Room first, so that waiting streams hold no copy of their response.
         let slot = self.responses.reserve().await.map_err(|_| gone())?;
+        self.convergence.dequeued(&self.proxies.metrics);
+        let building = std::time::Instant::now();
         let key = (typed.version.clone(), subscription.names.clone());
         let resources = if type_url::is_wildcard(type_url) && subscribes_to_all(&subscription.names)
         {
@@ -420,6 +422,7 @@ impl<G: ResourceGenerator> AdsStream<G> {
             status.types.entry(type_url).or_default().sent_version = version;
         });
         self.proxies.metrics.pushed(type_url);
+        self.proxies.metrics.built(type_url, building);
         self.convergence.sent(type_url);
         self.responses.send(slot, Ok(response), nonce);
         Ok(())

@@ -203,6 +203,8 @@ async fn pushes_acks_nacks_and_follows_dependent_subscriptions() {
         value("pilot_proxy_convergence_time_count") >= 1.0,
         "the good push after the NACK converged"
     );
+    assert!(value("pilot_proxy_queue_time_count") >= 1.0);
+    assert!(value("pilot_xds_push_time_count{type=\"cds\"}") >= 3.0);
 }
 
 /// The service is routed by hand (see `trellis_xds::AdsService`): a

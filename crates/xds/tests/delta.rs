@@ -166,6 +166,32 @@ async fn sends_only_what_changed_and_names_removals() {
     );
     assert_eq!(second.removed_resources, ["a"]);
     client.ack(&second).await;
+    let acked = |proxies: &ProxyRegistry| {
+        proxies.snapshot()[0].types[type_url::CLUSTER].acked_version == second.system_version_info
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !acked(&proxies) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ACK was never recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Delta pushes count and converge like state-of-the-world ones.
+    let mut registry = prometheus_client::registry::Registry::default();
+    proxies.metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for series in [
+        "pilot_xds_pushes_total{type=\"cds\"} 2",
+        "pilot_proxy_convergence_time_count 1",
+        "pilot_xds_push_time_count{type=\"cds\"} 2",
+    ] {
+        assert!(
+            text.lines().any(|line| line == series),
+            "no {series} in\n{text}"
+        );
+    }
 
     generations.send_modify(|g| *g += 1); // same content
     client.nothing_more().await;
