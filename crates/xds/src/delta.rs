@@ -162,12 +162,8 @@ impl<G: ResourceGenerator> DeltaStream<G> {
                 }
                 None => {
                     self.convergence.acked(type_url, &self.proxies.metrics);
-                    let version = self
-                        .current
-                        .as_ref()
-                        .and_then(|c| c.get(type_url))
-                        .map(|t| t.version.clone())
-                        .unwrap_or_default();
+                    // The answered response's version: a newer one may be
+                    // waiting to be sent.
                     self.proxies.update(self.id, |s| {
                         let entry = s.types.entry(type_url).or_default();
                         entry.acked_version = version;
@@ -230,8 +226,7 @@ impl<G: ResourceGenerator> DeltaStream<G> {
             return Ok(());
         }
         if state.pending.is_some() {
-            // Sent once the proxy answers; the change converges with it.
-            self.convergence.sent(type_url);
+            self.convergence.deferred(type_url); // sent once the proxy answers
             return Ok(());
         }
         if state.synced.as_ref() == Some(&typed.version) {
@@ -269,8 +264,7 @@ impl<G: ResourceGenerator> DeltaStream<G> {
         self.proxies.update(self.id, |s| {
             s.types.entry(type_url).or_default().sent_version = version
         });
-        self.proxies.metrics.pushed(type_url);
-        self.proxies.metrics.built(type_url, building);
+        self.proxies.metrics.pushed(type_url, building);
         self.convergence.sent(type_url);
         self.responses.send(slot, Ok(response), nonce);
         Ok(())

@@ -102,13 +102,6 @@ impl XdsMetrics {
         );
     }
 
-    /// One response of `type_url`, built since `started`.
-    pub(crate) fn built(&self, type_url: &str, started: Instant) {
-        self.push_time
-            .get_or_create(&TypeLabel::of(type_url))
-            .observe(started.elapsed().as_secs_f64());
-    }
-
     pub(crate) fn connected(&self) {
         self.connected.inc();
     }
@@ -117,8 +110,13 @@ impl XdsMetrics {
         self.connected.dec();
     }
 
-    pub(crate) fn pushed(&self, type_url: &str) {
-        self.pushes.get_or_create(&TypeLabel::of(type_url)).inc();
+    /// One response of `type_url` sent, built since `building`.
+    pub(crate) fn pushed(&self, type_url: &str, building: Instant) {
+        let label = TypeLabel::of(type_url);
+        self.pushes.get_or_create(&label).inc();
+        self.push_time
+            .get_or_create(&label)
+            .observe(building.elapsed().as_secs_f64());
     }
 
     pub(crate) fn rejected(&self, type_url: &str) {
@@ -134,6 +132,7 @@ pub(crate) struct Convergence {
     /// Set by a change until its first response gets past the throttle.
     queued: Option<Instant>,
     waiting: BTreeSet<&'static str>,
+    deferred: BTreeSet<&'static str>,
 }
 
 impl Convergence {
@@ -143,6 +142,7 @@ impl Convergence {
         self.started = Some(now);
         self.queued = Some(now);
         self.waiting.clear();
+        self.deferred.clear();
     }
 
     /// A response got its turn under the throttle.
@@ -154,13 +154,24 @@ impl Convergence {
 
     pub(crate) fn sent(&mut self, type_url: &'static str) {
         if self.started.is_some() {
+            self.deferred.remove(type_url);
             self.waiting.insert(type_url);
         }
     }
 
-    /// A push that sent nothing has nothing to converge.
+    /// `type_url` is sent once the proxy answers the response still in
+    /// flight; the answer to that older response does not converge this
+    /// change.
+    pub(crate) fn deferred(&mut self, type_url: &'static str) {
+        if self.started.is_some() {
+            self.deferred.insert(type_url);
+        }
+    }
+
+    /// A push that sent nothing, and will send nothing, has nothing to
+    /// converge.
     pub(crate) fn settle_if_nothing_sent(&mut self) {
-        if self.waiting.is_empty() {
+        if self.waiting.is_empty() && self.deferred.is_empty() {
             self.started = None;
             self.queued = None;
         }
@@ -169,6 +180,7 @@ impl Convergence {
     pub(crate) fn acked(&mut self, type_url: &'static str, metrics: &XdsMetrics) {
         if self.waiting.remove(type_url)
             && self.waiting.is_empty()
+            && self.deferred.is_empty()
             && let Some(started) = self.started.take()
         {
             metrics.convergence.observe(started.elapsed().as_secs_f64());
@@ -180,5 +192,6 @@ impl Convergence {
         self.started = None;
         self.queued = None;
         self.waiting.clear();
+        self.deferred.clear();
     }
 }

@@ -421,8 +421,7 @@ impl<G: ResourceGenerator> AdsStream<G> {
         self.proxies.update(self.id, |status| {
             status.types.entry(type_url).or_default().sent_version = version;
         });
-        self.proxies.metrics.pushed(type_url);
-        self.proxies.metrics.built(type_url, building);
+        self.proxies.metrics.pushed(type_url, building);
         self.convergence.sent(type_url);
         self.responses.send(slot, Ok(response), nonce);
         Ok(())
