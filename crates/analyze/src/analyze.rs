@@ -61,6 +61,11 @@ pub struct AnalyzeArgs {
     /// `IST0101=VirtualService *.default` ('*' matches anything). Repeatable.
     #[arg(short = 'S', long, value_name = "CODE=KIND NAMESPACE/NAME")]
     pub suppress: Vec<String>,
+    /// The mesh config to analyze against (as `trellis control-plane
+    /// --mesh-config` reads it); without it, the `istio` ConfigMap of
+    /// istio-system among the manifests, else Istio's defaults.
+    #[arg(long, alias = "meshConfigFile", value_name = "FILE")]
+    pub mesh_config: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +74,8 @@ pub enum AnalyzeError {
     Input(#[from] InputError),
     #[error(transparent)]
     Suppression(#[from] InvalidSuppression),
+    #[error(transparent)]
+    MeshConfig(#[from] trellis_api::MeshConfigError),
 }
 
 /// Which resources messages are reported for.
@@ -102,6 +109,9 @@ impl Scope {
 pub fn analyze(loaded: &Loaded, scope: &Scope, suppressions: &[Suppression]) -> Vec<Message> {
     let mut model = Model::new(loaded.resources.iter().map(|checked| &checked.resource));
     model.credentials = loaded.credentials.as_ref();
+    if let Some(mesh) = &loaded.mesh_config {
+        model.path_normalization = mesh.path_normalization();
+    }
     let mut messages = analyzers::run(&model);
     for checked in &loaded.resources {
         analyzers::schema::analyze(&checked.resource, &checked.violations, &mut messages);
@@ -148,6 +158,9 @@ pub fn run_analyze(args: &AnalyzeArgs) -> Result<i32, AnalyzeError> {
     let paths: Vec<PathBuf> = args.files.iter().chain(&args.paths).cloned().collect();
     let mut loaded = load(&gather(&paths)?);
     loaded.credentials = LocalCredentials::find(&paths);
+    if let Some(file) = &args.mesh_config {
+        loaded.mesh_config = Some(trellis_api::MeshConfig::from_file(file)?.config);
+    }
     for warning in &loaded.warnings {
         let _ = writeln!(stderr, "warning: {warning}");
     }

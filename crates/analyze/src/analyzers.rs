@@ -3,6 +3,7 @@
 //! [`Message`]s.
 
 mod conflicting_gateways;
+mod deny_path_normalization;
 mod destination_hosts;
 mod destination_rule_hosts;
 mod destination_subsets;
@@ -30,7 +31,7 @@ pub const MESH_GATEWAY: &str = "mesh";
 
 /// Runs every cross-resource analyzer over `model`.
 pub fn run(model: &Model<'_>) -> Vec<Message> {
-    let analyzers: [fn(&Model<'_>, &mut Vec<Message>); 12] = [
+    let analyzers: [fn(&Model<'_>, &mut Vec<Message>); 13] = [
         destination_hosts::analyze,
         destination_subsets::analyze,
         gateway_references::analyze,
@@ -43,6 +44,7 @@ pub fn run(model: &Model<'_>) -> Vec<Message> {
         gateway_selectors::analyze,
         conflicting_gateways::analyze,
         gateway_credentials::analyze,
+        deny_path_normalization::analyze,
     ];
     let mut messages = Vec::new();
     for analyze in analyzers {

@@ -115,6 +115,9 @@ pub struct Loaded {
     pub warnings: Vec<ConfigError>,
     /// Gateway credentials beside the inputs (see credentials.rs).
     pub credentials: Option<LocalCredentials>,
+    /// A mesh config given apart from the manifests; it wins over the
+    /// `istio` ConfigMap among them.
+    pub mesh_config: Option<trellis_api::MeshConfig>,
 }
 
 impl Loaded {

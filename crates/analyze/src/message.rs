@@ -38,6 +38,10 @@ pub struct MessageType {
 impl MessageType {
     /// The reference page that explains the message and how to resolve it.
     pub fn documentation_url(&self) -> String {
+        if self.code.starts_with("TRL") {
+            // Trellis's own codes: the Istio page that explains the risk.
+            return "https://istio.io/latest/docs/ops/best-practices/security/#understand-path-normalization-in-authorization-policy".to_owned();
+        }
         format!(
             "https://istio.io/v1.28/docs/reference/config/analysis/{}/?ref=trellis-analyze",
             self.code.to_ascii_lowercase()
@@ -104,8 +108,16 @@ pub const INVALID_GATEWAY_CREDENTIAL: MessageType = MessageType {
     level: Level::Error,
 };
 
+/// Trellis's own: a DENY policy on paths that other spellings of the path
+/// get around under the mesh's path normalization.
+pub const DENY_PATHS_BYPASSABLE_BY_NORMALIZATION: MessageType = MessageType {
+    code: "TRL0001",
+    name: "DenyPathsBypassableByNormalization",
+    level: Level::Warning,
+};
+
 /// Every message type Trellis can report; `--suppress` warns about others.
-pub const ALL: [&MessageType; 11] = [
+pub const ALL: [&MessageType; 12] = [
     &REFERENCED_RESOURCE_NOT_FOUND,
     &SCHEMA_VALIDATION_ERROR,
     &CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS,
@@ -117,6 +129,7 @@ pub const ALL: [&MessageType; 11] = [
     &UNKNOWN_DESTINATION_RULE_HOST,
     &CONFLICTING_GATEWAYS,
     &INVALID_GATEWAY_CREDENTIAL,
+    &DENY_PATHS_BYPASSABLE_BY_NORMALIZATION,
 ];
 
 /// The resource a message is about.

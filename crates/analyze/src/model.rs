@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use trellis_api::istio::AuthorizationPolicy;
 use trellis_api::{
-    AnyResource, DestinationRule, Gateway, Resource, ServiceEntry, ServiceSpec, VirtualService,
+    AnyResource, DestinationRule, Gateway, MeshConfig, PathNormalizationMode, Resource,
+    ServiceEntry, ServiceSpec, VirtualService,
 };
 
 use crate::credentials::LocalCredentials;
@@ -13,6 +15,9 @@ use crate::host;
 
 /// Where Istio's own resources live (its root namespace).
 pub const ROOT_NAMESPACE: &str = "istio-system";
+
+/// The ConfigMap istiod reads its mesh config from.
+const MESH_CONFIG_MAP: &str = "istio";
 
 /// Kubernetes exports a Service with this annotation (comma-separated).
 const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
@@ -43,10 +48,14 @@ pub struct Model<'a> {
     pub gateways: Vec<&'a Resource<Gateway>>,
     pub services: Vec<&'a Resource<ServiceSpec>>,
     pub service_entries: Vec<&'a Resource<ServiceEntry>>,
+    pub authorization_policies: Vec<&'a Resource<AuthorizationPolicy>>,
     pub workloads: Vec<Workload<'a>>,
     pub hosts: Vec<ServiceHost<'a>>,
     /// Local mode's gateway credentials, when a directory was analyzed.
     pub credentials: Option<&'a LocalCredentials>,
+    /// From the `istio` ConfigMap of the root namespace (or a mesh config
+    /// file given to `analyze`), else Istio's default.
+    pub path_normalization: PathNormalizationMode,
 }
 
 impl<'a> Model<'a> {
@@ -63,6 +72,17 @@ impl<'a> Model<'a> {
                 AnyResource::Gateway(gateway) => model.gateways.push(gateway),
                 AnyResource::Service(service) => model.services.push(service),
                 AnyResource::ServiceEntry(entry) => model.service_entries.push(entry),
+                AnyResource::AuthorizationPolicy(policy) => {
+                    model.authorization_policies.push(policy);
+                }
+                AnyResource::ConfigMap(map)
+                    if map.name() == MESH_CONFIG_MAP && map.namespace() == ROOT_NAMESPACE =>
+                {
+                    // An invalid mesh config is reported where it is loaded.
+                    if let Ok(outcome) = MeshConfig::from_config_map(map) {
+                        model.path_normalization = outcome.config.path_normalization();
+                    }
+                }
                 AnyResource::Pod(pod) => pods.push(Workload {
                     namespace: pod.namespace(),
                     labels: &pod.meta.labels,

@@ -62,7 +62,7 @@ pub use error::{ConfigError, Position};
 pub use istio::*;
 pub use kube::*;
 pub use load::{Document, ParseOutcome, parse_yaml, read_documents};
-pub use mesh_config::{MeshConfig, MeshConfigError, MeshConfigOutcome};
+pub use mesh_config::{MeshConfig, MeshConfigError, MeshConfigOutcome, PathNormalizationMode};
 pub use meta::{AnyResource, DEFAULT_NAMESPACE, ObjectMeta, Resource, ResourceKey, SourceRef};
 pub use validate::network::Protocol;
 pub use validate::{Violation, validate};

@@ -47,6 +47,8 @@ pub struct MeshConfig {
     pub protocol_detection_timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub enable_prometheus_merge: Option<bool>,
+    /// How proxies rewrite request paths before authorization and routing.
+    pub path_normalization: Option<PathNormalization>,
 }
 
 impl MeshConfig {
@@ -68,6 +70,14 @@ impl MeshConfig {
     /// Auto mTLS is on unless turned off, as in Istio.
     pub fn auto_mtls(&self) -> bool {
         self.enable_auto_mtls.unwrap_or(true)
+    }
+
+    /// BASE unless the mesh config says otherwise, as in Istio.
+    pub fn path_normalization(&self) -> PathNormalizationMode {
+        match self.path_normalization.map(|p| p.normalization) {
+            None | Some(PathNormalizationMode::Default) => PathNormalizationMode::Base,
+            Some(mode) => mode,
+        }
     }
 
     /// The extension provider named `name`, as Telemetry and
@@ -106,6 +116,32 @@ pub struct ProxyDefaults {
     pub binary_path: Option<String>,
     pub service_cluster: Option<String>,
     pub control_plane_auth_policy: Option<String>,
+}
+
+/// `pathNormalization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct PathNormalization {
+    pub normalization: PathNormalizationMode,
+}
+
+/// Istio's path normalization modes, each doing what the one before does
+/// and more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PathNormalizationMode {
+    /// BASE.
+    #[default]
+    Default,
+    /// Paths are used as received.
+    None,
+    /// RFC 3986: unreserved characters decoded, dot segments resolved,
+    /// backslashes read as slashes.
+    Base,
+    /// BASE, then runs of slashes merged.
+    MergeSlashes,
+    /// `%2F`, `%5C` (any case) decoded first, then MERGE_SLASHES.
+    DecodeAndMergeSlashes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]

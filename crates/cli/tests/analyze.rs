@@ -266,3 +266,40 @@ fn validate_checks_a_mesh_config_file() {
     assert_eq!(output.status.code(), Some(0));
     assert!(text(&output.stdout).contains("good.yaml\" is valid"));
 }
+
+#[test]
+fn a_deny_policy_on_paths_warns_unless_the_mesh_config_decodes_and_merges_slashes() {
+    let directory = tempfile::tempdir().unwrap();
+    let policy = directory.path().join("deny-admin.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-admin}\nspec:\n  action: DENY\n  rules: [{to: [{operation: {paths: [/admin*]}}]}]\n",
+    )
+    .unwrap();
+    let policy = policy.to_string_lossy().into_owned();
+    let output = trellis(&["analyze", &policy]);
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("Warning [TRL0001] (AuthorizationPolicy default/deny-admin)")
+            && stdout.contains("path normalization is BASE"),
+        "{stdout}"
+    );
+    let mesh = directory.path().join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        "pathNormalization: {normalization: DECODE_AND_MERGE_SLASHES}\n",
+    )
+    .unwrap();
+    let mesh = mesh.to_string_lossy().into_owned();
+    let output = trellis(&["analyze", "--meshConfigFile", &mesh, &policy]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(!text(&output.stdout).contains("TRL0001"));
+    std::fs::write(directory.path().join("mesh.yaml"), "pathNormalization: 1\n").unwrap();
+    let output = trellis(&["analyze", "--mesh-config", &mesh, &policy]);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        text(&output.stderr).contains("pathNormalization"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -203,6 +203,7 @@ pub fn resolve(
                 OutboundTrafficMode::RegistryOnly => OutboundTrafficPolicy::RegistryOnly,
             },
             tracing,
+            path_normalization: mesh.path_normalization(),
         },
     })
 }

@@ -226,6 +226,7 @@ async fn serve_http<S>(
         server_name,
         access_logs: state.access_logs.loggers(&hcm.access_logs),
         tracing: hcm.tracing.clone(),
+        path_normalization: hcm.path_normalization,
         peer_cache: Default::default(),
         series: Default::default(),
     });

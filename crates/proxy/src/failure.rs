@@ -28,6 +28,11 @@ pub enum Failure {
     UnsupportedTransferEncoding,
     /// ... or more than one `Host`.
     DuplicateHost,
+    /// A path that cannot be normalized safely (an encoded NUL, or an
+    /// escaped slash where the connection manager refuses them).
+    InvalidPath,
+    /// A method that is not uppercase, which backends may read as another.
+    InvalidMethod,
 }
 
 impl Failure {
@@ -40,7 +45,10 @@ impl Failure {
             | Failure::UpstreamReset
             | Failure::UpstreamOverflow => StatusCode::SERVICE_UNAVAILABLE,
             Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Failure::BadRequest | Failure::DownstreamDisconnected => StatusCode::BAD_REQUEST,
+            Failure::BadRequest
+            | Failure::DownstreamDisconnected
+            | Failure::InvalidPath
+            | Failure::InvalidMethod => StatusCode::BAD_REQUEST,
             Failure::AccessDenied => StatusCode::FORBIDDEN,
             Failure::DuplicateHost => StatusCode::BAD_REQUEST,
             Failure::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
@@ -56,9 +64,11 @@ impl Failure {
             Failure::UpstreamReset => Flag::UpstreamReset,
             Failure::UpstreamTimeout => Flag::UpstreamTimeout,
             Failure::UpstreamOverflow => Flag::UpstreamOverflow,
-            Failure::BadRequest | Failure::UnsupportedTransferEncoding | Failure::DuplicateHost => {
-                Flag::BadRequest
-            }
+            Failure::BadRequest
+            | Failure::UnsupportedTransferEncoding
+            | Failure::DuplicateHost
+            | Failure::InvalidPath
+            | Failure::InvalidMethod => Flag::BadRequest,
             Failure::DownstreamDisconnected => Flag::DownstreamDisconnected,
             Failure::AccessDenied => Flag::RbacDenied,
         }
@@ -81,6 +91,8 @@ impl Failure {
             Failure::AccessDenied => "rbac_access_denied_matched_policy[none]",
             Failure::UnsupportedTransferEncoding => "http1.invalid_transfer_encoding",
             Failure::DuplicateHost => "http1.duplicate_host",
+            Failure::InvalidPath => "path_normalization_failed",
+            Failure::InvalidMethod => "invalid_method",
         }
     }
 
@@ -102,6 +114,8 @@ impl Failure {
             Failure::AccessDenied => "RBAC: access denied",
             Failure::UnsupportedTransferEncoding => "transfer coding not implemented\n",
             Failure::DuplicateHost => "bad request: more than one host\n",
+            Failure::InvalidPath => "bad request: invalid path\n",
+            Failure::InvalidMethod => "bad request: method not in uppercase\n",
         }
     }
 

@@ -66,6 +66,8 @@ pub struct Downstream {
     pub series: crate::metrics::SeriesCache,
     /// The connection manager's `tracing`, if it traces.
     pub tracing: Option<Arc<crate::trace::TracingSpec>>,
+    /// How request paths are rewritten before anything reads them.
+    pub path_normalization: crate::path_normalization::PathNormalization,
 }
 
 pub async fn handle(
@@ -78,6 +80,9 @@ pub async fn handle(
     if downstream.direction == Direction::Outbound && !request.headers().contains_key(REQUEST_ID) {
         request.headers_mut().insert(REQUEST_ID, request_id());
     }
+    // Also before anything reads the request: the path every later step
+    // (and the upstream) sees is the normalized one.
+    let refusal = crate::request_line::screen(&mut request, &downstream.path_normalization).err();
     let authority = authority(&request);
     // The declared body length: the span is tagged before the body is read.
     let span = match &downstream.tracing {
@@ -99,14 +104,22 @@ pub async fn handle(
         downstream.clone(),
         state.clone(),
     );
-    let outcome = route_and_forward(
-        request,
-        authority,
-        &downstream,
-        &state,
-        &mut recording.exchange,
-    )
-    .await;
+    let outcome = match refusal {
+        Some(refusal) => {
+            recording.exchange.details = "path_normalization";
+            refusal.response()
+        }
+        None => {
+            route_and_forward(
+                request,
+                authority,
+                &downstream,
+                &state,
+                &mut recording.exchange,
+            )
+            .await
+        }
+    };
     let response = match outcome {
         Ok(response) => response,
         Err(failure) => {

@@ -20,6 +20,7 @@ use prost::{Message, Name};
 use crate::access_log::AccessLogSpec;
 use crate::filter_chain_match::{ChainMatch, ConnectionFacts, select};
 use crate::jwt::JwtFilter;
+use crate::path_normalization::PathNormalization;
 use crate::rbac::RbacFilter;
 use crate::route::RouteTable;
 use crate::tcp_proxy::TcpProxySpec;
@@ -103,6 +104,8 @@ pub struct HcmSpec {
     pub access_logs: Vec<AccessLogSpec>,
     /// Spans for this connection manager's requests, if it traces.
     pub tracing: Option<Arc<TracingSpec>>,
+    /// How request paths are rewritten before anything reads them.
+    pub path_normalization: PathNormalization,
 }
 
 #[derive(Debug)]
@@ -339,6 +342,7 @@ impl HcmSpec {
             rbac: rbac.into(),
             access_logs,
             tracing,
+            path_normalization: PathNormalization::compile(hcm)?,
         })
     }
 }

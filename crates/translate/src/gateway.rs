@@ -33,6 +33,7 @@ mod tls_context;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use trellis_api::PathNormalizationMode;
 use trellis_config::Snapshot;
 use trellis_xds::NodeInfo;
 
@@ -51,17 +52,20 @@ struct Context<'a> {
     snapshot: &'a Snapshot,
     node: &'a NodeInfo,
     access_logs: &'a [AccessLog],
+    paths: PathNormalizationMode,
 }
 
 pub fn gateway_resources(
     snapshot: &Snapshot,
     node: &NodeInfo,
     access_logs: &[AccessLog],
+    paths: PathNormalizationMode,
 ) -> GatewayResources {
     let context = Context {
         snapshot,
         node,
         access_logs,
+        paths,
     };
     let mut resources = GatewayResources {
         listeners: Vec::new(),
@@ -100,7 +104,7 @@ fn http_chain(
         plan.server_port,
         &plan.servers,
     ));
-    listeners::http_chain(plan.listen_port, name, context.access_logs)
+    listeners::http_chain(plan.listen_port, name, context.access_logs, context.paths)
 }
 
 /// A chain per terminating server (HTTPS servers with their own route
@@ -129,6 +133,7 @@ fn tls_chains(
                     termination,
                     name,
                     context.access_logs,
+                    context.paths,
                 )]
             }
             ServerKind::TerminatedTcp(termination) => {

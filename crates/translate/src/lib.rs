@@ -17,6 +17,7 @@ mod gateway;
 mod grpc;
 mod listeners;
 mod names;
+mod path_normalization;
 mod retry_policy;
 mod route_action;
 mod routes;
@@ -25,6 +26,7 @@ mod security;
 mod sharing;
 mod trace;
 
+use trellis_api::PathNormalizationMode;
 use trellis_config::Snapshot;
 use trellis_xds::node::Interception;
 use trellis_xds::node::ProxyKind;
@@ -62,6 +64,9 @@ pub struct MeshOptions {
     /// Tracing providers and defaults (`extensionProviders`,
     /// `defaultProviders.tracing`, `defaultConfig.tracing.sampling`).
     pub tracing: MeshTracing,
+    /// How inbound and gateway proxies rewrite request paths before
+    /// authorizing and routing them (`pathNormalization`).
+    pub path_normalization: PathNormalizationMode,
 }
 
 /// Istio's defaults: access logging is off unless the mesh config sets
@@ -74,6 +79,7 @@ impl Default for MeshOptions {
             access_log_encoding: AccessLogEncoding::Text,
             outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
             tracing: MeshTracing::default(),
+            path_normalization: PathNormalizationMode::Base,
         }
     }
 }
@@ -98,7 +104,8 @@ pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) 
     let outbound = clusters::outbound(visible);
     let endpoints = endpoints::for_clusters(visible, node, &outbound);
     if node.kind == ProxyKind::Router {
-        let mut gateway = gateway::gateway_resources(visible, node, &access_logs);
+        let mut gateway =
+            gateway::gateway_resources(visible, node, &access_logs, mesh.path_normalization);
         trace::apply(&mut gateway.listeners, snapshot, node, &mesh.tracing);
         return ProxyResources {
             listeners: gateway.listeners,
@@ -109,7 +116,7 @@ pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) 
     }
     let (inbound, routes) = match node.interception {
         Interception::None => (
-            listeners::inbound(snapshot, node, &access_logs),
+            listeners::inbound(snapshot, node, &access_logs, mesh.path_normalization),
             vec![explicit_proxy_routes(visible, node, mesh)],
         ),
         Interception::Redirect => {

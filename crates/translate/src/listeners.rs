@@ -27,6 +27,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
+use trellis_api::PathNormalizationMode;
 use trellis_config::Snapshot;
 use trellis_xds::NodeInfo;
 use trellis_xds::node::Interception;
@@ -78,7 +79,12 @@ pub fn outbound(node: &NodeInfo, access_logs: &[AccessLog]) -> Vec<Listener> {
 }
 
 /// A listener per port the sidecar owns, and the cluster to the app behind it.
-pub fn inbound(snapshot: &Snapshot, node: &NodeInfo, access_logs: &[AccessLog]) -> Inbound {
+pub fn inbound(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    access_logs: &[AccessLog],
+    paths: PathNormalizationMode,
+) -> Inbound {
     let mut inbound = Inbound {
         listeners: Vec::new(),
         clusters: Vec::new(),
@@ -93,6 +99,7 @@ pub fn inbound(snapshot: &Snapshot, node: &NodeInfo, access_logs: &[AccessLog]) 
             mtls: inbound_mtls(snapshot, node, port),
             rbac: &rbac,
             access_logs,
+            paths,
         };
         inbound
             .listeners
@@ -151,6 +158,8 @@ pub(crate) struct InboundPolicy<'a> {
     /// Run in order before the router.
     pub rbac: &'a [HttpFilter],
     pub access_logs: &'a [AccessLog],
+    /// Applied before RBAC reads the path.
+    pub paths: PathNormalizationMode,
 }
 
 fn inbound_listener(
@@ -223,7 +232,7 @@ pub(crate) fn inbound_hcm(
         })),
         ..Default::default()
     };
-    HttpConnectionManager {
+    let mut hcm = HttpConnectionManager {
         stat_prefix: format!("inbound_0.0.0.0_{port}"),
         codec_type: CodecType::Auto as i32,
         route_specifier: Some(RouteSpecifier::RouteConfig(RouteConfiguration {
@@ -250,7 +259,9 @@ pub(crate) fn inbound_hcm(
             ..Default::default()
         }),
         ..Default::default()
-    }
+    };
+    crate::path_normalization::configure(&mut hcm, policy.paths);
+    hcm
 }
 
 pub(crate) fn hcm_filter(hcm: HttpConnectionManager) -> Filter {

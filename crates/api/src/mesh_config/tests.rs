@@ -11,6 +11,7 @@ trustDomainAliases: [old.example.org]
 rootNamespace: istio-system
 outboundTrafficPolicy: {mode: REGISTRY_ONLY}
 enableAutoMtls: false
+pathNormalization: {normalization: DECODE_AND_MERGE_SLASHES}
 accessLogFile: /dev/stdout
 accessLogEncoding: JSON
 accessLogFormat: '{"code": "%RESPONSE_CODE%"}'
@@ -63,6 +64,14 @@ fn a_full_mesh_config_reads_into_typed_settings_without_warnings() {
         OutboundTrafficMode::RegistryOnly
     );
     assert!(!config.auto_mtls());
+    assert_eq!(
+        config.path_normalization(),
+        PathNormalizationMode::DecodeAndMergeSlashes
+    );
+    assert_eq!(
+        MeshConfig::default().path_normalization(),
+        PathNormalizationMode::Base
+    );
     assert_eq!(config.access_log_encoding, Some(AccessLogEncoding::Json));
     assert_eq!(config.default_config.concurrency, Some(2));
     assert_eq!(
@@ -126,7 +135,7 @@ fn errors(text: &str) -> Vec<(String, usize, String)> {
 
 #[test]
 fn what_istiod_refuses_is_an_error_at_its_field() {
-    let cases: [Case<'_>; 12] = [
+    let cases: [Case<'_>; 13] = [
         (
             "trustDomain: ''\n",
             &[("trustDomain", 1, "empty domain name not allowed")],
@@ -181,6 +190,14 @@ fn what_istiod_refuses_is_an_error_at_its_field() {
                 "outboundTrafficPolicy.mode",
                 1,
                 "unknown variant `SOMETIMES`, expected `REGISTRY_ONLY` or `ALLOW_ANY`",
+            )],
+        ),
+        (
+            "pathNormalization: {normalization: MERGE}\n",
+            &[(
+                "pathNormalization.normalization",
+                1,
+                "unknown variant `MERGE`, expected one of `DEFAULT`, `NONE`, `BASE`, `MERGE_SLASHES`, `DECODE_AND_MERGE_SLASHES`",
             )],
         ),
         (

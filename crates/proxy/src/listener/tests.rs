@@ -72,3 +72,45 @@ fn network_rbac_filters_may_only_precede_a_tcp_proxy() {
         assert!(compile(refused.clone()).is_err(), "{refused:?}");
     }
 }
+
+#[test]
+fn connection_managers_carry_their_path_normalization() {
+    use crate::path_normalization::{EscapedSlashes, PathNormalization};
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::PathWithEscapedSlashesAction;
+    let manager = |config: HttpConnectionManager| {
+        let chain = compile(vec![typed(
+            "envoy.filters.network.http_connection_manager",
+            pack_any(HttpConnectionManager {
+                route_specifier: Some(RouteSpecifier::Rds(Default::default())),
+                ..config
+            }),
+        )]);
+        chain.map(|chain| match chain.network {
+            NetworkFilter::Http(hcm) => hcm.path_normalization,
+            NetworkFilter::Tcp(_) => panic!("not an HTTP chain"),
+        })
+    };
+    assert_eq!(
+        manager(Default::default()),
+        Ok(PathNormalization::default())
+    );
+    let strict = HttpConnectionManager {
+        normalize_path: Some(envoy_types::pb::google::protobuf::BoolValue { value: true }),
+        merge_slashes: true,
+        path_with_escaped_slashes_action: PathWithEscapedSlashesAction::UnescapeAndForward as i32,
+        ..Default::default()
+    };
+    assert_eq!(
+        manager(strict),
+        Ok(PathNormalization {
+            rfc3986: true,
+            merge_slashes: true,
+            escaped_slashes: EscapedSlashes::UnescapeAndForward,
+        })
+    );
+    let newer_options = HttpConnectionManager {
+        path_normalization_options: Some(Default::default()),
+        ..Default::default()
+    };
+    assert!(manager(newer_options).is_err());
+}

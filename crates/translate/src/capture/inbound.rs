@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::core::v3::{TrafficDirection, TransportSocket
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener,
 };
+use trellis_api::PathNormalizationMode;
 use trellis_config::{Protocol, Snapshot};
 use trellis_xds::NodeInfo;
 
@@ -30,7 +31,12 @@ use crate::security::{InboundMtls, inbound_mtls, network_rbac_filters, rbac_filt
 const VIRTUAL_INBOUND_PORT: u16 = 15006;
 const VIRTUAL_INBOUND: &str = "virtualInbound";
 
-pub fn inbound(snapshot: &Snapshot, node: &NodeInfo, access_logs: &[AccessLog]) -> Inbound {
+pub fn inbound(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    access_logs: &[AccessLog],
+    paths: PathNormalizationMode,
+) -> Inbound {
     let rbac = rbac_filters(snapshot, node);
     let network_rbac = network_rbac_filters(snapshot, node);
     let mut chains = vec![loop_guard(access_logs)];
@@ -46,6 +52,7 @@ pub fn inbound(snapshot: &Snapshot, node: &NodeInfo, access_logs: &[AccessLog]) 
             mtls: inbound_mtls(snapshot, node, port),
             rbac: &rbac,
             access_logs,
+            paths,
         };
         let http = || vec![hcm_filter(inbound_hcm(port, &cluster, &policy))];
         let tcp = || {
@@ -67,6 +74,7 @@ pub fn inbound(snapshot: &Snapshot, node: &NodeInfo, access_logs: &[AccessLog]) 
         mtls: inbound_mtls(snapshot, node, 0),
         rbac: &rbac,
         access_logs,
+        paths,
     };
     let tcp = tcp_proxy_filter(
         INBOUND_PASSTHROUGH_CLUSTER,

@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     tcp_proxy::weighted_cluster::ClusterWeight,
 };
 use envoy_types::util::pack_any;
+use trellis_api::PathNormalizationMode;
 use trellis_xds::NodeInfo;
 
 use super::server_kind::Termination;
@@ -53,9 +54,14 @@ pub fn listener(node: &NodeInfo, port: u16, chains: Vec<FilterChain>, tls: bool)
 }
 
 /// The plaintext chain of a port's HTTP servers.
-pub fn http_chain(port: u16, route_name: String, access_logs: &[AccessLog]) -> FilterChain {
+pub fn http_chain(
+    port: u16,
+    route_name: String,
+    access_logs: &[AccessLog],
+    paths: PathNormalizationMode,
+) -> FilterChain {
     FilterChain {
-        filters: vec![hcm_filter(port, route_name, access_logs)],
+        filters: vec![hcm_filter(port, route_name, access_logs, paths)],
         ..Default::default()
     }
 }
@@ -67,10 +73,14 @@ pub fn https_chain(
     termination: &Termination,
     route_name: String,
     access_logs: &[AccessLog],
+    paths: PathNormalizationMode,
 ) -> FilterChain {
     FilterChain {
         transport_socket: Some(tls_socket(downstream_context(termination, &HTTPS_ALPN))),
-        ..sni_chain(server_names, hcm_filter(port, route_name, access_logs))
+        ..sni_chain(
+            server_names,
+            hcm_filter(port, route_name, access_logs, paths),
+        )
     }
 }
 
@@ -131,8 +141,13 @@ pub fn tcp_proxy_filter(
     }
 }
 
-fn hcm_filter(port: u16, route_name: String, access_logs: &[AccessLog]) -> Filter {
-    let hcm = HttpConnectionManager {
+fn hcm_filter(
+    port: u16,
+    route_name: String,
+    access_logs: &[AccessLog],
+    paths: PathNormalizationMode,
+) -> Filter {
+    let mut hcm = HttpConnectionManager {
         stat_prefix: format!("outbound_0.0.0.0_{port}"),
         codec_type: CodecType::Auto as i32,
         route_specifier: Some(RouteSpecifier::Rds(Rds {
@@ -147,6 +162,7 @@ fn hcm_filter(port: u16, route_name: String, access_logs: &[AccessLog]) -> Filte
         access_log: access_logs.to_vec(),
         ..Default::default()
     };
+    crate::path_normalization::configure(&mut hcm, paths);
     Filter {
         name: "envoy.filters.network.http_connection_manager".into(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
