@@ -221,7 +221,7 @@ async fn serve_http<S>(
         fault_filter: hcm.fault_filter,
         cors_filter: hcm.cors_filter,
         jwt: hcm.jwt.clone(),
-        rbac: hcm.rbac.clone(),
+        authz: hcm.authz.clone(),
         addresses,
         server_name,
         access_logs: state.access_logs.loggers(&hcm.access_logs),

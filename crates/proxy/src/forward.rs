@@ -13,6 +13,7 @@ use http::{Request, Response, StatusCode};
 
 use crate::access_log::AccessLogger;
 use crate::attempt::{Attempts, UpstreamHead};
+use crate::authorize::{AuthzFilter, Refusal, authorize};
 use crate::body::{ProxyBody, full};
 use crate::cluster::Cluster;
 use crate::connection::{Addresses, Peer};
@@ -22,7 +23,6 @@ use crate::jwt::{JwtFilter, VerifiedJwt};
 use crate::listener::{Direction, RouteSource};
 use crate::metrics::RequestLabels;
 use crate::peer_metadata;
-use crate::rbac::{RbacFilter, RequestFacts, Verdict};
 pub use crate::recording::Exchange;
 use crate::recording::Recording;
 use crate::replay::{BUFFER_LIMIT, RequestBody};
@@ -54,7 +54,7 @@ pub struct Downstream {
     /// Verifies end-user tokens before RBAC runs.
     pub jwt: Option<Arc<JwtFilter>>,
     /// Run in order before routing; any of them can deny the request.
-    pub rbac: Arc<[RbacFilter]>,
+    pub authz: Arc<[AuthzFilter]>,
     pub addresses: Addresses,
     /// The server name of the connection's TLS ClientHello, if any.
     pub server_name: Option<String>,
@@ -207,7 +207,23 @@ async fn route_and_forward(
             return Ok(*refused);
         }
     };
-    authorize(&request, &authority, downstream, exchange.jwt.as_ref())?;
+    let authorized_headers = match authorize(
+        &mut request,
+        &authority,
+        downstream,
+        exchange.jwt.as_ref(),
+        state,
+    )
+    .await
+    {
+        Ok(headers) => headers,
+        Err(Refusal::Rbac) => return Err(Failure::AccessDenied),
+        Err(Refusal::External(response)) => {
+            exchange.flags.set(Flag::ExtAuthzDenied);
+            exchange.details = "ext_authz_denied";
+            return Ok(response);
+        }
+    };
     let table: Arc<RouteTable> = match &downstream.routes {
         RouteSource::Inline(table) => table.clone(),
         RouteSource::Rds(name) => state
@@ -307,6 +323,9 @@ async fn route_and_forward(
         }
     };
     route.response_headers.apply(response.headers_mut());
+    for (name, value) in authorized_headers {
+        response.headers_mut().append(name, value);
+    }
     if let Some(cors) = &cors {
         cors.decorate(response.headers_mut());
     }
@@ -339,50 +358,6 @@ fn authenticate(
                 .unwrap_or("http");
             Box::new(rejection.response(scheme, authority, uri.path()))
         })
-}
-
-/// Runs the connection manager's RBAC filters in order.
-fn authorize(
-    request: &Request<ProxyBody>,
-    authority: &str,
-    downstream: &Downstream,
-    jwt: Option<&VerifiedJwt>,
-) -> Result<(), Failure> {
-    if downstream.rbac.is_empty() {
-        return Ok(());
-    }
-    let principal = downstream
-        .peer
-        .as_ref()
-        .and_then(|peer| peer.identity.as_ref())
-        .map(ToString::to_string);
-    let facts = RequestFacts {
-        method: request.method().as_str(),
-        authority,
-        path: request
-            .uri()
-            .path_and_query()
-            .map_or("/", PathAndQuery::as_str),
-        headers: request.headers(),
-        principal: principal.as_deref(),
-        source: downstream.addresses.remote,
-        destination: downstream.addresses.local,
-        jwt,
-        server_name: downstream.server_name.as_deref(),
-    };
-    for filter in downstream.rbac.iter() {
-        if let Verdict::Denied { policy } = filter.evaluate(&facts) {
-            tracing::info!(
-                principal = facts.principal.unwrap_or("-"),
-                source = %facts.source,
-                path = facts.path,
-                policy = policy.as_deref().unwrap_or("none matched an ALLOW filter"),
-                "rbac: access denied"
-            );
-            return Err(Failure::AccessDenied);
-        }
-    }
-    Ok(())
 }
 
 /// What the route does with this request.

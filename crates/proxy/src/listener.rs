@@ -18,6 +18,8 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProx
 use prost::{Message, Name};
 
 use crate::access_log::AccessLogSpec;
+use crate::authorize::AuthzFilter;
+use crate::ext_authz::ExtAuthzFilter;
 use crate::filter_chain_match::{ChainMatch, ConnectionFacts, select};
 use crate::jwt::JwtFilter;
 use crate::path_normalization::PathNormalization;
@@ -98,8 +100,9 @@ pub struct HcmSpec {
     pub cors_filter: bool,
     /// The JWT filter (RequestAuthentication), run before RBAC.
     pub jwt: Option<Arc<JwtFilter>>,
-    /// RBAC filters, in order; a request must pass each.
-    pub rbac: Arc<[RbacFilter]>,
+    /// RBAC and external authorization filters, in order; a request must
+    /// pass each.
+    pub authz: Arc<[AuthzFilter]>,
     /// File access logs, each written once per request.
     pub access_logs: Vec<AccessLogSpec>,
     /// Spans for this connection manager's requests, if it traces.
@@ -264,7 +267,7 @@ impl HcmSpec {
     fn compile(hcm: &HttpConnectionManager) -> Result<HcmSpec, Unsupported> {
         let mut fault_filter = false;
         let mut cors_filter = false;
-        let mut rbac = Vec::new();
+        let mut authz = Vec::new();
         let mut jwt = None;
         for filter in &hcm.http_filters {
             let Some(http_filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
@@ -289,13 +292,17 @@ impl HcmSpec {
                 continue;
             }
             if any.type_url == RBAC_TYPE {
-                rbac.push(RbacFilter::compile(&any.value)?);
+                authz.push(AuthzFilter::Rbac(RbacFilter::compile(&any.value)?));
+                continue;
+            }
+            if any.type_url == crate::ext_authz::FILTER_TYPE {
+                authz.push(AuthzFilter::External(ExtAuthzFilter::compile(&any.value)?));
                 continue;
             }
             if any.type_url == crate::jwt::FILTER_TYPE {
                 // RBAC reads what the JWT filter verified.
                 reject_if(
-                    jwt.is_some() || !rbac.is_empty(),
+                    jwt.is_some() || !authz.is_empty(),
                     "jwt_authn after rbac or twice",
                 )?;
                 jwt = Some(Arc::new(JwtFilter::compile(&any.value)?));
@@ -303,7 +310,7 @@ impl HcmSpec {
             }
             reject_if(
                 any.type_url != ROUTER_TYPE,
-                "http filter other than cors, fault, jwt_authn, rbac or router",
+                "http filter other than cors, fault, jwt_authn, rbac, ext_authz or router",
             )?;
         }
         let access_logs = hcm
@@ -339,7 +346,7 @@ impl HcmSpec {
             fault_filter,
             cors_filter,
             jwt,
-            rbac: rbac.into(),
+            authz: authz.into(),
             access_logs,
             tracing,
             path_normalization: PathNormalization::compile(hcm)?,

@@ -14,6 +14,7 @@
 //! connection; Envoy takes it on the first bytes, with the same inputs.
 
 mod matcher;
+pub use matcher::Text;
 mod metadata;
 
 use std::net::SocketAddr;
@@ -116,6 +117,17 @@ pub struct RbacFilter {
     action: Action,
     /// In name order, so the first matching name is reported consistently.
     policies: Vec<(String, Policy)>,
+    /// Evaluated without enforcing: the policy they match is published as
+    /// dynamic metadata, which Istio's CUSTOM action uses to call the
+    /// external authorizer only for the requests its rules select.
+    shadow: Option<Box<ShadowRules>>,
+}
+
+#[derive(Debug)]
+struct ShadowRules {
+    /// The metadata key: `{stat_prefix}shadow_effective_policy_id`.
+    effective_policy_key: String,
+    rules: RbacFilter,
 }
 
 #[derive(Debug)]
@@ -154,9 +166,30 @@ impl RbacFilter {
         let config =
             RbacConfig::decode(bytes).map_err(|_| Unsupported("undecodable RBAC filter"))?;
         reject_if(config.matcher.is_some(), "rbac.matcher")?;
-        reject_if(config.shadow_rules.is_some(), "rbac.shadow_rules")?;
         reject_if(config.shadow_matcher.is_some(), "rbac.shadow_matcher")?;
-        Self::compile_rules(config.rules, Layer::Http)
+        let mut filter = Self::compile_rules(config.rules, Layer::Http)?;
+        if let Some(shadow) = config.shadow_rules {
+            filter.shadow = Some(Box::new(ShadowRules {
+                effective_policy_key: format!(
+                    "{}shadow_effective_policy_id",
+                    config.shadow_rules_stat_prefix
+                ),
+                rules: Self::compile_rules(Some(shadow), Layer::Http)?,
+            }));
+        }
+        Ok(filter)
+    }
+
+    /// The shadow rules' metadata for `request`: the key and the name of the
+    /// policy they matched, if they have one and it matched.
+    pub fn shadow_effective_policy(&self, request: &RequestFacts<'_>) -> Option<(&str, &str)> {
+        let shadow = self.shadow.as_ref()?;
+        let matched = shadow
+            .rules
+            .policies
+            .iter()
+            .find(|(_, policy)| policy.matches(Facts::Request(request)))?;
+        Some((shadow.effective_policy_key.as_str(), matched.0.as_str()))
     }
 
     /// The network filter's config. Either enforcement type decides once:
@@ -180,6 +213,7 @@ impl RbacFilter {
             return Ok(RbacFilter {
                 action: Action::Log,
                 policies: Vec::new(),
+                shadow: None,
             });
         };
         reject_if(
@@ -198,7 +232,11 @@ impl RbacFilter {
             .map(|(name, policy)| Ok((name.clone(), Policy::compile(policy, layer)?)))
             .collect::<Result<Vec<_>, Unsupported>>()?;
         policies.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(RbacFilter { action, policies })
+        Ok(RbacFilter {
+            action,
+            policies,
+            shadow: None,
+        })
     }
 
     pub fn evaluate(&self, request: &RequestFacts<'_>) -> Verdict {

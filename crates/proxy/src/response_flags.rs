@@ -22,6 +22,8 @@ pub enum Flag {
     NoRoute,
     /// RBAC: an RBAC filter (AuthorizationPolicy) denied the request.
     RbacDenied,
+    /// UAEX: the external authorization service denied the request.
+    ExtAuthzDenied,
     /// UF: connecting to the upstream failed.
     UpstreamUnreachable,
     /// UH: the cluster has no endpoints.
@@ -37,7 +39,7 @@ pub enum Flag {
 }
 
 /// Alphabetical by code, the order Envoy prints.
-const ORDER: [(Flag, &str); 13] = [
+const ORDER: [(Flag, &str); 14] = [
     (Flag::DownstreamDisconnected, "DC"),
     (Flag::DelayInjected, "DI"),
     (Flag::BadRequest, "DPE"),
@@ -45,6 +47,7 @@ const ORDER: [(Flag, &str); 13] = [
     (Flag::NoCluster, "NC"),
     (Flag::NoRoute, "NR"),
     (Flag::RbacDenied, "RBAC"),
+    (Flag::ExtAuthzDenied, "UAEX"),
     (Flag::UpstreamUnreachable, "UF"),
     (Flag::NoHealthyUpstream, "UH"),
     (Flag::UpstreamOverflow, "UO"),

@@ -224,13 +224,53 @@ fn combinators_ips_headers_and_regexes() {
     }
 }
 
+/// Istio's CUSTOM action: shadow rules only name the policy they match.
 #[test]
-fn unimplemented_config_is_rejected() {
-    let with_shadow = RbacConfig {
-        shadow_rules: Some(Rbac::default()),
+fn shadow_rules_publish_the_matched_policy_without_enforcing() {
+    let admin_only = Policy {
+        permissions: vec![rule(permission::Rule::UrlPath(PathMatcher {
+            rule: Some(path_matcher::Rule::Path(text(MatchPattern::Prefix(
+                "/admin".into(),
+            )))),
+        }))],
+        principals: vec![any_principal()],
         ..Default::default()
     };
-    assert!(RbacFilter::compile(&with_shadow.encode_to_vec()).is_err());
+    let config = RbacConfig {
+        shadow_rules: Some(Rbac {
+            action: XdsAction::Deny as i32,
+            policies: [(
+                "istio-ext-authz-ns[default]-policy[ext]-rule[0]".to_string(),
+                admin_only,
+            )]
+            .into(),
+            ..Default::default()
+        }),
+        shadow_rules_stat_prefix: "istio_ext_authz_".into(),
+        ..Default::default()
+    };
+    let filter = RbacFilter::compile(&config.encode_to_vec()).unwrap();
+    let headers = HeaderMap::new();
+    let facts = |path| RequestFacts {
+        method: "GET",
+        authority: "reviews:9080",
+        path,
+        headers: &headers,
+        principal: None,
+        source: "127.0.0.9:40000".parse().unwrap(),
+        destination: "127.0.0.5:9080".parse().unwrap(),
+        jwt: None,
+        server_name: None,
+    };
+    assert_eq!(filter.evaluate(&facts("/admin/x")), Verdict::Allowed);
+    assert_eq!(
+        filter.shadow_effective_policy(&facts("/admin/x")),
+        Some((
+            "istio_ext_authz_shadow_effective_policy_id",
+            "istio-ext-authz-ns[default]-policy[ext]-rule[0]"
+        ))
+    );
+    assert_eq!(filter.shadow_effective_policy(&facts("/public")), None);
 }
 
 /// `connection.sni` on HTTP: the server name of the request's connection.

@@ -7,17 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, header};
-use http_body_util::BodyExt;
 use prost::Message;
 use tokio::sync::mpsc;
 
 use super::encode::{LocalEndpoint, otlp_request, zipkin_json};
 use super::{Collector, Span};
-use crate::attempt::UpstreamHead;
-use crate::body::full;
+use crate::side_call::{self, SideCall, SideCallError, grpc_frame};
 use crate::state::ProxyState;
 
 /// Spans waiting for export; past this they are dropped.
@@ -123,7 +121,8 @@ impl Exporter {
         }
     }
 
-    async fn send(&self, spans: &[Span], state: &ProxyState) -> Result<(), &'static str> {
+    async fn send(&self, spans: &[Span], state: &Arc<ProxyState>) -> Result<(), &'static str> {
+        let grpc = matches!(self.collector, Collector::OtlpGrpc { .. });
         let (path, content_type, body) = match &self.collector {
             Collector::Zipkin { path, .. } => (
                 path.as_str(),
@@ -141,65 +140,32 @@ impl Exporter {
                 grpc_frame(&otlp_request(spans, &self.local).encode_to_vec()),
             ),
         };
-        let cluster = state
-            .clusters
-            .load()
-            .get(self.collector.cluster())
-            .cloned()
-            .ok_or("collector cluster not found")?;
-        let endpoint = cluster.pick().ok_or("collector cluster has no endpoint")?;
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_ref()) {
-            headers.insert(header::HOST, host);
-        }
-        if matches!(self.collector, Collector::OtlpGrpc { .. }) {
-            headers.insert(header::TE, HeaderValue::from_static("trailers"));
-        }
-        let head = UpstreamHead {
+        let call = SideCall {
+            cluster: self.collector.cluster(),
             method: Method::POST,
             path: PathAndQuery::try_from(path).map_err(|_| "invalid collector path")?,
             headers,
+            body,
+            grpc,
+            timeout: EXPORT_TIMEOUT,
         };
-        let http2 = cluster.spec.http2 || matches!(self.collector, Collector::OtlpGrpc { .. });
-        let request = head.request(&endpoint, http2, None, full(body));
-        let exchange = async {
-            let response = cluster
-                .client
-                .request(request)
-                .await
-                .map_err(|_| "collector unreachable")?;
-            let status = response.status();
-            let (parts, body) = response.into_parts();
-            let trailers = body
-                .collect()
-                .await
-                .map_err(|_| "collector response cut")?
-                .trailers()
-                .cloned();
-            if !status.is_success() {
-                return Err("collector answered an error status");
-            }
-            let grpc_status = trailers
-                .as_ref()
-                .and_then(|t| t.get("grpc-status"))
-                .or_else(|| parts.headers.get("grpc-status"));
-            match grpc_status {
-                Some(code) if code != "0" => Err("collector answered a gRPC error"),
-                _ => Ok(()),
-            }
-        };
-        tokio::time::timeout(EXPORT_TIMEOUT, exchange)
+        let answer = side_call::send(call, state)
             .await
-            .map_err(|_| "collector timed out")?
+            .map_err(|error| match error {
+                SideCallError::NoCluster => "collector cluster not found",
+                SideCallError::NoEndpoint => "collector cluster has no endpoint",
+                SideCallError::Unreachable => "collector unreachable",
+                SideCallError::Cut => "collector response cut",
+                SideCallError::Timeout => "collector timed out",
+            })?;
+        if !answer.status.is_success() {
+            return Err("collector answered an error status");
+        }
+        match answer.grpc_status() {
+            Some(code) if code != "0" => Err("collector answered a gRPC error"),
+            _ => Ok(()),
+        }
     }
-}
-
-/// A gRPC length-prefixed message, uncompressed.
-fn grpc_frame(message: &[u8]) -> Bytes {
-    let mut framed = BytesMut::with_capacity(message.len() + 5);
-    framed.put_u8(0);
-    framed.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
-    framed.put_slice(message);
-    framed.freeze()
 }
