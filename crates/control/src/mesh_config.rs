@@ -19,6 +19,7 @@ use trellis_translate::{
 
 use crate::{ControlPlaneOptions, OutboundTrafficMode};
 
+mod authorizers;
 mod tracers;
 
 /// The ConfigMap istiod reads its mesh config from.
@@ -189,6 +190,14 @@ pub fn resolve(
             field,
             message,
         })?;
+    let authz_providers = authorizers::authz_providers(mesh).map_err(|(field, message)| {
+        MeshSettingsError::Unsupported {
+            source_name: loaded
+                .map_or_else(|| "the default mesh config".into(), |l| l.source.clone()),
+            field,
+            message,
+        }
+    })?;
     Ok(MeshSettings {
         trust_domain: options
             .trust_domain
@@ -204,6 +213,7 @@ pub fn resolve(
             },
             tracing,
             path_normalization: mesh.path_normalization(),
+            authz_providers,
         },
     })
 }
@@ -276,11 +286,13 @@ fn warn_not_acted_on(loaded: &LoadedMeshConfig) {
             } != Default::default(),
         ),
         (
-            "extensionProviders (but zipkin, opentelemetry)",
-            config
-                .extension_providers
-                .iter()
-                .any(|p| p.zipkin.is_none() && p.opentelemetry.is_none()),
+            "extensionProviders (but zipkin, opentelemetry, envoyExtAuthzHttp, envoyExtAuthzGrpc)",
+            config.extension_providers.iter().any(|p| {
+                p.zipkin.is_none()
+                    && p.opentelemetry.is_none()
+                    && p.envoy_ext_authz_http.is_none()
+                    && p.envoy_ext_authz_grpc.is_none()
+            }),
         ),
         (
             "defaultProviders (but tracing)",

@@ -58,7 +58,6 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
 };
 use envoy_types::util::pack_any;
-use trellis_api::PathNormalizationMode;
 use trellis_config::Snapshot;
 use trellis_xds::NodeInfo;
 
@@ -104,7 +103,7 @@ pub fn sidecar(
     access_logs: &[AccessLog],
 ) -> Capture {
     let (mut listeners, routes) = outbound_listeners(visible, node, mesh, access_logs);
-    let inbound = workload_inbound(snapshot, node, access_logs, mesh.path_normalization);
+    let inbound = workload_inbound(snapshot, node, access_logs, mesh);
     listeners.extend(inbound.listeners);
     let mut clusters = base_clusters(node);
     clusters.extend(inbound.clusters);
@@ -134,9 +133,9 @@ pub fn workload_inbound(
     snapshot: &Snapshot,
     node: &NodeInfo,
     access_logs: &[AccessLog],
-    paths: PathNormalizationMode,
+    mesh: &MeshOptions,
 ) -> Inbound {
-    inbound::inbound(snapshot, node, access_logs, paths)
+    inbound::inbound(snapshot, node, access_logs, mesh)
 }
 
 /// Clusters every capture-mode sidecar has (they depend only on the

@@ -41,6 +41,9 @@ pub use gateway::{UNPRIVILEGED_PORT_OFFSET, listen_port as gateway_listen_port};
 pub use grpc::translate_proxyless_grpc;
 pub use names::{inbound_cluster_name, outbound_cluster_name};
 pub use scope::{applicable_sidecar, outbound_view};
+pub use security::ext_authz::{
+    AuthzProtocol, AuthzProvider, DEFAULT_TIMEOUT as DEFAULT_AUTHZ_TIMEOUT, HttpAuthz,
+};
 pub use sharing::{
     SharingClass, only_endpoints_changed, shared_clusters, shared_listeners, workload_resources,
 };
@@ -67,6 +70,9 @@ pub struct MeshOptions {
     /// How inbound and gateway proxies rewrite request paths before
     /// authorizing and routing them (`pathNormalization`).
     pub path_normalization: PathNormalizationMode,
+    /// The mesh config's external authorizers, which CUSTOM
+    /// AuthorizationPolicies name (`extensionProviders`).
+    pub authz_providers: Vec<AuthzProvider>,
 }
 
 /// Istio's defaults: access logging is off unless the mesh config sets
@@ -80,6 +86,7 @@ impl Default for MeshOptions {
             outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
             tracing: MeshTracing::default(),
             path_normalization: PathNormalizationMode::Base,
+            authz_providers: Vec::new(),
         }
     }
 }
@@ -116,7 +123,7 @@ pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) 
     }
     let (inbound, routes) = match node.interception {
         Interception::None => (
-            listeners::inbound(snapshot, node, &access_logs, mesh.path_normalization),
+            listeners::inbound(snapshot, node, &access_logs, mesh),
             vec![explicit_proxy_routes(visible, node, mesh)],
         ),
         Interception::Redirect => {

@@ -32,6 +32,7 @@ use trellis_config::Snapshot;
 use trellis_xds::NodeInfo;
 use trellis_xds::node::Interception;
 
+use crate::MeshOptions;
 use crate::build::{duration, mesh_tls_context, router_filter, socket_address, tls_socket};
 use crate::clusters::ads_config_source;
 use crate::names::{HTTP_PROXY_ROUTE, VIRTUAL_OUTBOUND, inbound_cluster_name};
@@ -83,13 +84,14 @@ pub fn inbound(
     snapshot: &Snapshot,
     node: &NodeInfo,
     access_logs: &[AccessLog],
-    paths: PathNormalizationMode,
+    mesh: &MeshOptions,
 ) -> Inbound {
+    let paths = mesh.path_normalization;
     let mut inbound = Inbound {
         listeners: Vec::new(),
         clusters: Vec::new(),
     };
-    let rbac = rbac_filters(snapshot, node);
+    let rbac = rbac_filters(snapshot, node, &mesh.authz_providers);
     for (&port, &app_port) in &node.app_ports {
         let cluster_name = inbound_cluster_name(port, &serving_host(snapshot, node, port));
         inbound

@@ -8,12 +8,17 @@
 //!   carry no creation time, so the first by name wins.
 //! - AuthorizationPolicies with `targetRef(s)` select gateways and waypoints,
 //!   never sidecars, and are skipped here.
-//! - Rules that need what this proxy cannot check (CUSTOM
-//!   authorizers, `serviceAccounts`, `connection.sni` on HTTP ports, experimental keys,
-//!   path templates) fail closed: an ALLOW or AUDIT rule is dropped (it can
-//!   only grant less), a DENY or CUSTOM rule denies every request it could
-//!   have matched, so the whole selected workload. Each is logged.
+//! - Rules that need what this proxy cannot check (`serviceAccounts`,
+//!   `connection.sni` on HTTP ports, experimental keys, path templates)
+//!   fail closed: an ALLOW or AUDIT rule is dropped (it can only grant
+//!   less), a DENY rule denies every request it could have matched, so the
+//!   whole selected workload, and a CUSTOM rule sends every request to its
+//!   authorizer. Each is logged.
+//! - CUSTOM policies whose provider the mesh config lacks (or several
+//!   providers for one workload) deny what their rules match, as do CUSTOM
+//!   rules on TCP ports.
 
+pub mod ext_authz;
 mod jwt;
 mod mtls;
 mod rbac;
@@ -33,10 +38,14 @@ use trellis_xds::NodeInfo;
 /// connection managers run before the router, in order: the JWT filter
 /// (RequestAuthentication), then the RBAC filters (AuthorizationPolicy),
 /// which read what the JWT filter verified.
-pub fn rbac_filters(snapshot: &Snapshot, node: &NodeInfo) -> Vec<HttpFilter> {
+pub fn rbac_filters(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    providers: &[ext_authz::AuthzProvider],
+) -> Vec<HttpFilter> {
     jwt::jwt_filter(snapshot, node)
         .into_iter()
-        .chain(rbac::rbac_filters(snapshot, node))
+        .chain(rbac::rbac_filters(snapshot, node, providers))
         .collect()
 }
 

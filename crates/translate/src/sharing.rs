@@ -171,11 +171,11 @@ pub fn workload_resources(
     let access_logs = access_logs(mesh);
     let (inbound, mut listeners) = match node.interception {
         Interception::None => (
-            listeners::inbound(snapshot, node, &access_logs, mesh.path_normalization),
+            listeners::inbound(snapshot, node, &access_logs, mesh),
             listeners::outbound(node, &access_logs),
         ),
         Interception::Redirect => (
-            capture::workload_inbound(snapshot, node, &access_logs, mesh.path_normalization),
+            capture::workload_inbound(snapshot, node, &access_logs, mesh),
             Vec::new(),
         ),
     };

@@ -53,17 +53,15 @@ fn http_filter() -> ExtAuthz {
                 ),
             }),
             path_prefix: "/check".into(),
-            authorization_request: Some(AuthorizationRequest {
-                allowed_headers: Some(ListStringMatcher {
-                    patterns: vec![StringMatcher {
-                        match_pattern: Some(StringPattern::Exact("x-ext-authz".into())),
-                        ignore_case: true,
-                    }],
-                }),
-                ..Default::default()
-            }),
+            authorization_request: Some(AuthorizationRequest::default()),
             ..Default::default()
         })),
+        allowed_headers: Some(ListStringMatcher {
+            patterns: vec![StringMatcher {
+                match_pattern: Some(StringPattern::Exact("x-ext-authz".into())),
+                ignore_case: true,
+            }],
+        }),
         filter_enabled_metadata: Some(gate()),
         ..Default::default()
     }

@@ -10,7 +10,6 @@ use envoy_types::pb::envoy::config::core::v3::{TrafficDirection, TransportSocket
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener,
 };
-use trellis_api::PathNormalizationMode;
 use trellis_config::{Protocol, Snapshot};
 use trellis_xds::NodeInfo;
 
@@ -19,6 +18,7 @@ use super::{
     BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, inbound_source, original_dst_filter,
     tcp_proxy_filter, unspecified,
 };
+use crate::MeshOptions;
 use crate::build::{socket_address, uint32};
 use crate::listeners::{
     Inbound, InboundPolicy, app_cluster, hcm_filter, inbound_hcm, mesh_mtls_socket, serving_host,
@@ -35,9 +35,10 @@ pub fn inbound(
     snapshot: &Snapshot,
     node: &NodeInfo,
     access_logs: &[AccessLog],
-    paths: PathNormalizationMode,
+    mesh: &MeshOptions,
 ) -> Inbound {
-    let rbac = rbac_filters(snapshot, node);
+    let paths = mesh.path_normalization;
+    let rbac = rbac_filters(snapshot, node, &mesh.authz_providers);
     let network_rbac = network_rbac_filters(snapshot, node);
     let mut chains = vec![loop_guard(access_logs)];
     let mut clusters = Vec::new();

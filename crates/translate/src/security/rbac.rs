@@ -26,6 +26,7 @@ use trellis_api::{AuthorizationAction, AuthorizationPolicy, Resource};
 use trellis_config::Snapshot;
 use trellis_xds::NodeInfo;
 
+use super::ext_authz::{self, AuthzProvider};
 use super::{is_root, selects};
 use rule::Layer;
 
@@ -37,25 +38,99 @@ const NETWORK_RBAC_FILTER_TYPE: &str =
 /// Istio's stat prefix for the network filter.
 const NETWORK_STAT_PREFIX: &str = "tcp.";
 
-/// The RBAC filters `node`'s inbound connection managers run before the router.
-pub fn rbac_filters(snapshot: &Snapshot, node: &NodeInfo) -> Vec<HttpFilter> {
-    rules_by_action(snapshot, node, Layer::Http)
-        .into_iter()
-        .map(|(action, rules)| HttpFilter {
-            name: RBAC_FILTER.into(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(Any {
-                type_url: RBAC_FILTER_TYPE.into(),
-                value: encode_filter(action, rules, None),
-            })),
-            ..Default::default()
-        })
-        .collect()
+/// The authorization filters `node`'s inbound connection managers run
+/// before the router: AUDIT, then CUSTOM (a shadow RBAC filter and the
+/// ext_authz filter of its provider), then DENY, then ALLOW.
+pub fn rbac_filters(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    providers: &[AuthzProvider],
+) -> Vec<HttpFilter> {
+    let mut custom = custom_provider(snapshot, node, providers);
+    let serves_custom = custom.is_some();
+    let mut filters: Vec<HttpFilter> = Vec::new();
+    let mut push_custom = |filters: &mut Vec<HttpFilter>| {
+        if let Some((provider, rules)) = custom.take() {
+            filters.push(rbac_http_filter(encode_shadow_filter(rules)));
+            filters.push(ext_authz::filter(provider));
+        }
+    };
+    for (action, rules) in rules_by_action(snapshot, node, Layer::Http, !serves_custom) {
+        if action != Action::Log {
+            push_custom(&mut filters);
+        }
+        filters.push(rbac_http_filter(encode_filter(action, rules, None)));
+    }
+    push_custom(&mut filters);
+    filters
+}
+
+fn rbac_http_filter(value: Vec<u8>) -> HttpFilter {
+    HttpFilter {
+        name: RBAC_FILTER.into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(Any {
+            type_url: RBAC_FILTER_TYPE.into(),
+            value,
+        })),
+        ..Default::default()
+    }
+}
+
+/// The provider the CUSTOM policies selecting `node` name, with their rules
+/// under Istio's `istio-ext-authz-...` names. `None` when no CUSTOM policy
+/// applies, or when they cannot be served (an unknown provider, or several
+/// for one workload, which Istio refuses too): their rules then deny.
+fn custom_provider<'p>(
+    snapshot: &Snapshot,
+    node: &NodeInfo,
+    providers: &'p [AuthzProvider],
+) -> Option<(&'p AuthzProvider, Vec<(String, Policy)>)> {
+    let custom: Vec<_> = snapshot
+        .authorization_policies()
+        .filter(|policy| applies(policy, node) && policy.spec.action == AuthorizationAction::Custom)
+        .collect();
+    let first = custom.first()?;
+    let name = first.spec.provider.as_ref().map_or("", |p| p.name.as_str());
+    if custom
+        .iter()
+        .any(|p| p.spec.provider.as_ref().map_or("", |p| p.name.as_str()) != name)
+    {
+        tracing::warn!(
+            workload = node.workload_name,
+            "CUSTOM policies name more than one provider for one workload: their rules deny"
+        );
+        return None;
+    }
+    let Some(provider) = providers.iter().find(|p| p.name == name) else {
+        tracing::warn!(policy = %first.key(), provider = name, "CUSTOM policy names no extension provider of the mesh config: its rules deny");
+        return None;
+    };
+    let mut rules = Vec::new();
+    for policy in custom {
+        for (index, rule) in policy.spec.rules.iter().enumerate() {
+            let name = format!(
+                "{}-ns[{}]-policy[{}]-rule[{index}]",
+                ext_authz::POLICY_PREFIX,
+                policy.namespace(),
+                policy.name()
+            );
+            match rule::translate(rule) {
+                Ok(translated) => rules.push((name, translated)),
+                Err(reason) => {
+                    // Checking more requests than asked is the safe side.
+                    tracing::warn!(policy = %policy.key(), rule = index, %reason, "a CUSTOM rule that cannot be matched sends every request to the authorizer");
+                    rules.push((name, rule::match_all()));
+                }
+            }
+        }
+    }
+    Some((provider, rules))
 }
 
 /// The network RBAC filters `node`'s inbound TCP chains run before
 /// tcp_proxy: the same policies, as `tcp.rs` reads them for connections.
 pub fn network_rbac_filters(snapshot: &Snapshot, node: &NodeInfo) -> Vec<Filter> {
-    rules_by_action(snapshot, node, Layer::Tcp)
+    rules_by_action(snapshot, node, Layer::Tcp, true)
         .into_iter()
         .map(|(action, rules)| Filter {
             name: NETWORK_RBAC_FILTER.into(),
@@ -68,10 +143,13 @@ pub fn network_rbac_filters(snapshot: &Snapshot, node: &NodeInfo) -> Vec<Filter>
 }
 
 /// The rules of each filter, in Istio's order (AUDIT, DENY, ALLOW).
+/// `custom_denies`: CUSTOM rules go in the DENY filter (failing closed),
+/// as when no authorizer can serve them.
 fn rules_by_action(
     snapshot: &Snapshot,
     node: &NodeInfo,
     layer: Layer,
+    custom_denies: bool,
 ) -> Vec<(Action, Vec<(String, Policy)>)> {
     let selected: Vec<_> = snapshot
         .authorization_policies()
@@ -89,6 +167,7 @@ fn rules_by_action(
         let policies: Vec<_> = selected
             .iter()
             .filter(|p| wanted.contains(&p.spec.action))
+            .filter(|p| custom_denies || p.spec.action != AuthorizationAction::Custom)
             .collect();
         if !policies.is_empty() {
             let rules = policies
@@ -163,9 +242,37 @@ fn named_rules(policy: &Resource<AuthorizationPolicy>, layer: Layer) -> Vec<(Str
 /// entry is encoded on its own and appended in order.
 fn encode_filter(
     action: Action,
-    mut rules: Vec<(String, Policy)>,
+    rules: Vec<(String, Policy)>,
     stat_prefix: Option<&str>,
 ) -> Vec<u8> {
+    let mut outer = encode_rules(RULES_FIELD, action, rules);
+    if let Some(prefix) = stat_prefix {
+        let rest = envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac {
+            stat_prefix: prefix.into(),
+            ..Default::default()
+        };
+        rest.encode(&mut outer).expect("a Vec grows as needed");
+    }
+    outer
+}
+
+/// The HTTP filter with `rules` as DENY shadow rules only (CUSTOM's).
+fn encode_shadow_filter(rules: Vec<(String, Policy)>) -> Vec<u8> {
+    let mut outer = encode_rules(SHADOW_RULES_FIELD, Action::Deny, rules);
+    let rest = envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac {
+        shadow_rules_stat_prefix: ext_authz::SHADOW_STAT_PREFIX.into(),
+        ..Default::default()
+    };
+    rest.encode(&mut outer).expect("a Vec grows as needed");
+    outer
+}
+
+/// The RBAC filters' `rules` and `shadow_rules` fields.
+const RULES_FIELD: u32 = 1;
+const SHADOW_RULES_FIELD: u32 = 2;
+
+/// `RBAC { action, policies }` as field `field` of the filter message.
+fn encode_rules(field: u32, action: Action, mut rules: Vec<(String, Policy)>) -> Vec<u8> {
     rules.sort_by(|a, b| a.0.cmp(&b.0));
     let mut inner = Rbac {
         action: action as i32,
@@ -180,16 +287,13 @@ fn encode_filter(
         entry.encode(&mut inner).expect("a Vec grows as needed");
     }
     let mut outer = Vec::with_capacity(inner.len() + 16);
-    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut outer);
+    prost::encoding::encode_key(
+        field,
+        prost::encoding::WireType::LengthDelimited,
+        &mut outer,
+    );
     prost::encoding::encode_varint(inner.len() as u64, &mut outer);
     outer.extend_from_slice(&inner);
-    if let Some(prefix) = stat_prefix {
-        let rest = envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac {
-            stat_prefix: prefix.into(),
-            ..Default::default()
-        };
-        rest.encode(&mut outer).expect("a Vec grows as needed");
-    }
     debug_assert_eq!(
         RBAC_FILTER_TYPE,
         envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac::type_url()

@@ -20,7 +20,7 @@ fn policy(namespace: &str, name: &str, spec: &str) -> String {
 
 /// (action, policy names) of each filter, in order.
 fn filters_for(yaml: &str, namespace: &str, app: &str) -> Vec<(&'static str, Vec<String>)> {
-    rbac_filters(&snapshot(yaml), &sidecar(namespace, app))
+    rbac_filters(&snapshot(yaml), &sidecar(namespace, app), &[])
         .iter()
         .map(|filter| {
             let rules = decode(filter);
@@ -125,7 +125,7 @@ fn unenforceable_rules_fail_closed() {
         policy("default", "ext", "{action: CUSTOM, provider: {name: opa}, rules: [{to: [{operation: {paths: ['/x']}}]}]}"),
     ]
     .concat();
-    let filters = rbac_filters(&snapshot(&yaml), &sidecar("default", "reviews"));
+    let filters = rbac_filters(&snapshot(&yaml), &sidecar("default", "reviews"), &[]);
     let [deny, allow] = filters.as_slice() else {
         panic!("expected DENY and ALLOW filters, got {filters:?}");
     };
@@ -155,7 +155,7 @@ fn jwt_rules_become_metadata_principals() {
         "jwt",
         "{rules: [{from: [{source: {requestPrincipals: ['issuer/alice'], notRequestPrincipals: ['*/mallory']}}], when: [{key: 'request.auth.claims[groups]', values: [group1]}, {key: request.auth.audiences, values: [app]}, {key: request.auth.presenter, values: [web]}, {key: request.auth.principal, values: ['*']}]}]}",
     );
-    let filters = rbac_filters(&snapshot(&yaml), &sidecar("default", "reviews"));
+    let filters = rbac_filters(&snapshot(&yaml), &sidecar("default", "reviews"), &[]);
     let rules = decode(&filters[0]);
     let rule = &rules.policies["ns[default]-policy[jwt]-rule[0]"];
     let Some(principal::Identifier::AndIds(set)) = &rule.principals[0].identifier else {
@@ -208,7 +208,7 @@ fn rule_structure() {
         "p",
         "{rules: [{from: [{source: {principals: [cluster.local/ns/default/sa/productpage], notNamespaces: [prod]}}], to: [{operation: {methods: [GET], paths: ['/api*']}}], when: [{key: destination.port, values: ['9080']}, {key: 'request.headers[x-user]', notValues: [bob]}]}]}",
     );
-    let filters = rbac_filters(&snapshot(&yaml), &sidecar("default", "reviews"));
+    let filters = rbac_filters(&snapshot(&yaml), &sidecar("default", "reviews"), &[]);
     let rules = decode(&filters[0]);
     let rule: &Policy = &rules.policies["ns[default]-policy[p]-rule[0]"];
     let [permission] = rule.permissions.as_slice() else {
@@ -259,9 +259,9 @@ fn encoding_is_stable() {
         .collect();
     let snapshot = snapshot(&yaml);
     let node = sidecar("default", "reviews");
-    let first = rbac_filters(&snapshot, &node);
+    let first = rbac_filters(&snapshot, &node, &[]);
     for _ in 0..4 {
-        assert_eq!(rbac_filters(&snapshot, &node), first);
+        assert_eq!(rbac_filters(&snapshot, &node, &[]), first);
     }
     assert_eq!(decode(&first[0]).policies.len(), 16);
 }
@@ -354,4 +354,98 @@ fn any_principal() -> Principal {
     Principal {
         identifier: Some(principal::Identifier::Any(true)),
     }
+}
+
+fn http_provider() -> super::AuthzProvider {
+    use super::super::ext_authz::{AuthzProtocol, HttpAuthz};
+    super::AuthzProvider {
+        name: "sample-ext-authz-http".into(),
+        service: "ext-authz.foo.svc.cluster.local".into(),
+        port: 8000,
+        protocol: AuthzProtocol::Http(HttpAuthz {
+            include_request_headers_in_check: vec!["x-ext-authz".into()],
+            ..Default::default()
+        }),
+        timeout: std::time::Duration::from_secs(600),
+        fail_open: false,
+        status_on_error: None,
+        clear_route_cache: false,
+    }
+}
+
+/// Istio's order: AUDIT, CUSTOM (shadow rules, then the authorizer), DENY, ALLOW.
+#[test]
+fn custom_policies_become_shadow_rules_and_an_ext_authz_filter() {
+    use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
+        ExtAuthz, ext_authz::Services,
+    };
+    let yaml = [
+        policy(
+            "foo",
+            "ext-authz",
+            "{action: CUSTOM, provider: {name: sample-ext-authz-http}, rules: [{to: [{operation: {paths: [/headers]}}]}]}",
+        ),
+        policy("foo", "deny-post", "{action: DENY, rules: [{to: [{operation: {methods: [POST]}}]}]}"),
+        policy("foo", "audit", "{action: AUDIT, rules: [{}]}"),
+        policy("foo", "allow-all", "{rules: [{}]}"),
+    ]
+    .concat();
+    let filters = rbac_filters(
+        &snapshot(&yaml),
+        &sidecar("foo", "httpbin"),
+        &[http_provider()],
+    );
+    let names: Vec<&str> = filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            RBAC_FILTER,
+            RBAC_FILTER,
+            "envoy.filters.http.ext_authz",
+            RBAC_FILTER,
+            RBAC_FILTER
+        ]
+    );
+    let Some(http_filter::ConfigType::TypedConfig(any)) = &filters[1].config_type else {
+        panic!("typed config");
+    };
+    let shadow = RbacFilter::decode(any.value.as_slice()).unwrap();
+    assert!(shadow.rules.is_none(), "shadow rules enforce nothing");
+    assert_eq!(shadow.shadow_rules_stat_prefix, "istio_ext_authz_");
+    let shadow_rules = shadow.shadow_rules.unwrap();
+    assert_eq!(
+        shadow_rules.policies.keys().collect::<Vec<_>>(),
+        ["istio-ext-authz-ns[foo]-policy[ext-authz]-rule[0]"]
+    );
+    let Some(http_filter::ConfigType::TypedConfig(any)) = &filters[2].config_type else {
+        panic!("typed config");
+    };
+    let ext = ExtAuthz::decode(any.value.as_slice()).unwrap();
+    let Some(Services::HttpService(http)) = &ext.services else {
+        panic!("an HTTP service");
+    };
+    assert_eq!(
+        http.server_uri.as_ref().unwrap().uri,
+        "http://ext-authz.foo.svc.cluster.local"
+    );
+    let allowed = ext.allowed_headers.unwrap().patterns;
+    assert_eq!(
+        allowed[0].match_pattern,
+        Some(MatchPattern::Exact("x-ext-authz".into()))
+    );
+    assert!(ext.filter_enabled_metadata.is_some());
+    // The DENY filter keeps only the DENY policy.
+    assert_eq!(
+        decode(&filters[3]).policies.keys().collect::<Vec<_>>(),
+        ["ns[foo]-policy[deny-post]-rule[0]"]
+    );
+
+    // Without the provider in the mesh config, CUSTOM rules deny.
+    let unserved = filters_for(&yaml, "foo", "httpbin");
+    assert_eq!(unserved[1].0, "DENY");
+    assert!(
+        unserved[1]
+            .1
+            .contains(&"ns[foo]-policy[ext-authz]-rule[0]".to_string())
+    );
 }
