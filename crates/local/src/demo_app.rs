@@ -5,6 +5,7 @@
 //! to productpage shows the whole call tree.
 
 mod call_graph;
+pub mod ext_authz;
 mod outbound;
 mod reply;
 mod server;

@@ -19,7 +19,7 @@ use crate::state::ProxyState;
 #[derive(Debug)]
 pub enum AuthzFilter {
     Rbac(RbacFilter),
-    External(ExtAuthzFilter),
+    External(Box<ExtAuthzFilter>),
 }
 
 /// Why a request may not go on.

@@ -14,10 +14,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use trellis_ca::SpiffeId;
 
+use crate::config_follower::{ChainFacts, ConfigFollower, HttpConnection};
 use crate::filter_chain_match::ConnectionFacts;
-use crate::forward::{Downstream, handle};
+use crate::forward::handle;
 use crate::inspect::inspect;
-use crate::listener::{ChainSpec, Direction, HcmSpec, ListenerSpec, NetworkFilter, RouteSource};
+use crate::listener::{ChainSpec, Direction, HcmSpec, ListenerSpec, NetworkFilter};
 use crate::metric_labels::{Shared, Workload};
 use crate::metrics::{Reporter, RequestLabels, RequestProtocol};
 use crate::original_dst::original_destination;
@@ -55,13 +56,18 @@ pub async fn serve_connection(
         server_name: first.server_name.as_deref(),
         alpn: &first.application_protocols,
     };
+    let chain_facts = ChainFacts {
+        destination: local,
+        tls: first.tls,
+        server_name: first.server_name.clone(),
+        alpn: first.application_protocols.clone(),
+    };
     let Some(chain) = spec.select_chain(&facts) else {
         tracing::debug!(listener = %spec.name, destination = %local, tls = facts.tls, "no filter chain matches; closing");
         return;
     };
     if !chain.terminate_tls {
-        let server_name = facts.server_name;
-        serve_chain(stream, addresses, None, server_name, &spec, chain, state).await;
+        serve_chain(stream, addresses, None, chain_facts, &spec, chain, state).await;
         return;
     }
     let Some(acceptor) = tls_acceptor(&spec, chain, &state) else {
@@ -82,8 +88,7 @@ pub async fn serve_connection(
             cert_hash: hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf).as_ref()),
         })
     });
-    let server_name = first.server_name.as_deref();
-    serve_chain(stream, addresses, peer, server_name, &spec, chain, state).await;
+    serve_chain(stream, addresses, peer, chain_facts, &spec, chain, state).await;
 }
 
 /// The chain's certificate: a gateway credential, else the workload's.
@@ -141,7 +146,7 @@ async fn serve_chain<S>(
     stream: S,
     addresses: Addresses,
     peer: Option<Peer>,
-    server_name: Option<&str>,
+    facts: ChainFacts,
     spec: &ListenerSpec,
     chain: &ChainSpec,
     state: Arc<ProxyState>,
@@ -153,8 +158,9 @@ async fn serve_chain<S>(
             let connection = HttpConnection {
                 addresses,
                 peer,
-                server_name: server_name.map(str::to_string),
+                server_name: facts.server_name.clone(),
                 tls: chain.terminate_tls,
+                facts,
             };
             serve_http(stream, connection, spec, hcm, state).await
         }
@@ -168,7 +174,7 @@ async fn serve_chain<S>(
             let downstream = crate::tcp_proxy::Downstream {
                 addresses,
                 principal: principal.as_deref(),
-                server_name,
+                server_name: facts.server_name.as_deref(),
             };
             crate::tcp_proxy::serve(stream, tcp, downstream, labels, state).await
         }
@@ -183,15 +189,6 @@ pub struct Addresses {
     pub local: SocketAddr,
 }
 
-/// What an HTTP connection's requests learn of it.
-struct HttpConnection {
-    addresses: Addresses,
-    peer: Option<Peer>,
-    /// The ClientHello's server name, for RBAC's `requested_server_name`.
-    server_name: Option<String>,
-    tls: bool,
-}
-
 async fn serve_http<S>(
     stream: S,
     connection: HttpConnection,
@@ -201,37 +198,22 @@ async fn serve_http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let HttpConnection {
-        addresses,
-        peer,
-        server_name,
-        tls,
-    } = connection;
-    let labels = connection_labels(&state, spec.direction, peer.as_ref(), tls);
-    let downstream = Arc::new(Downstream {
-        labels,
-        peer,
-        direction: spec.direction,
-        routes: match &hcm.routes {
-            RouteSource::Inline(table) => RouteSource::Inline(table.clone()),
-            RouteSource::Rds(name) => RouteSource::Rds(name.clone()),
-        },
-        set_client_cert: hcm.set_client_cert,
-        tls,
-        fault_filter: hcm.fault_filter,
-        cors_filter: hcm.cors_filter,
-        jwt: hcm.jwt.clone(),
-        authz: hcm.authz.clone(),
-        addresses,
-        server_name,
-        access_logs: state.access_logs.loggers(&hcm.access_logs),
-        tracing: hcm.tracing.clone(),
-        path_normalization: hcm.path_normalization,
-        peer_cache: Default::default(),
-        series: Default::default(),
-    });
+    let remote = connection.addresses.remote;
+    let follower = Arc::new(ConfigFollower::new(state.clone(), spec, hcm, connection));
     let mut drain = state.drain.watch();
-    let service = service_fn(move |request| handle(request, downstream.clone(), state.clone()));
+    let service = service_fn(move |request| {
+        let current = follower.current();
+        let state = state.clone();
+        async move {
+            match current {
+                Ok(downstream) => match handle(request, downstream, state).await {
+                    Ok(response) => Ok(response),
+                    Err(never) => match never {},
+                },
+                Err(gone) => Err(gone),
+            }
+        }
+    });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -251,7 +233,7 @@ async fn serve_http<S>(
         }
     };
     if let Err(error) = result {
-        tracing::debug!(remote = %addresses.remote, %error, "downstream connection ended with an error");
+        tracing::debug!(%remote, %error, "downstream connection ended with an error");
     }
 }
 

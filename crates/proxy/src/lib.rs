@@ -11,6 +11,7 @@ mod body;
 mod circuit_breaker;
 mod client_hello;
 mod cluster;
+mod config_follower;
 mod connection;
 mod connector;
 mod cors;

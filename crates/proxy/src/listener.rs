@@ -62,6 +62,9 @@ pub struct ListenerSpec {
     pub filters_timeout: Option<Duration>,
     /// On that timeout, serve the connection rather than close it.
     pub continue_on_filters_timeout: bool,
+    /// Of the resource this was compiled from: a new one replaces the
+    /// config of open connections too (see `Listeners::replaced`).
+    pub digest: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +177,7 @@ impl ListenerSpec {
                 .any(|f| f.name == HTTP_INSPECTOR),
             filters_timeout,
             continue_on_filters_timeout: listener.continue_on_listener_filters_timeout,
+            digest: 0,
         })
     }
 
@@ -296,7 +300,9 @@ impl HcmSpec {
                 continue;
             }
             if any.type_url == crate::ext_authz::FILTER_TYPE {
-                authz.push(AuthzFilter::External(ExtAuthzFilter::compile(&any.value)?));
+                authz.push(AuthzFilter::External(Box::new(ExtAuthzFilter::compile(
+                    &any.value,
+                )?)));
                 continue;
             }
             if any.type_url == crate::jwt::FILTER_TYPE {

@@ -1,6 +1,7 @@
 //! Running listeners: binds what LDS asks for, swaps the config of a
-//! listener whose address did not change (no rebind, in-flight connections
-//! keep the config they started with), and stops listeners LDS dropped.
+//! listener whose address did not change (no rebind), and stops listeners
+//! LDS dropped. Open HTTP connections follow a replaced listener's config
+//! (see `config_follower.rs`).
 //! Listeners with `bind_to_port: false` are not bound: a `use_original_dst`
 //! listener hands them the connections originally sent to their address.
 
@@ -24,6 +25,8 @@ pub struct Listeners {
     /// Set by `/drain_listeners`: these listeners accept nothing more, and
     /// ones LDS adds later never start accepting.
     drained: Mutex<Option<DrainScope>>,
+    /// Bumped when an update replaced or dropped a listener.
+    replaced: watch::Sender<u64>,
 }
 
 /// Which listeners `/drain_listeners` stops.
@@ -61,7 +64,25 @@ impl Listeners {
             running: Mutex::default(),
             by_address: ArcSwap::default(),
             drained: Mutex::default(),
+            replaced: watch::Sender::new(0),
         }
+    }
+
+    /// Changes when an update replaces or drops listeners.
+    pub fn replacements(&self) -> watch::Receiver<u64> {
+        self.replaced.subscribe()
+    }
+
+    /// The running config of listener `name`.
+    pub fn spec_of(&self, name: &str) -> Option<Arc<ListenerSpec>> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.get(name).map(|r| r.spec.load_full())
+    }
+
+    /// The digest of the running config of listener `name`.
+    pub fn digest_of(&self, name: &str) -> Option<u64> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.get(name).map(|r| r.spec.load().digest)
     }
 
     /// Stops the accept loops of the listeners `scope` covers, now and for
@@ -110,27 +131,38 @@ impl Listeners {
             }
         }
         let mut next = HashMap::new();
+        let mut replaced = false;
         let mut sockets: HashMap<_, _> = fresh.into_iter().collect();
         for spec in specs {
             let name = spec.name.clone();
-            let reusable = running
-                .remove(&name)
-                .filter(|r| r.address == spec.address && r.bound == spec.bind_to_port);
-            let listener = match reusable {
-                Some(existing) => {
+            let previous = running.remove(&name);
+            let listener = match previous {
+                Some(existing)
+                    if existing.address == spec.address && existing.bound == spec.bind_to_port =>
+                {
+                    replaced |= existing.spec.load().digest != spec.digest;
                     existing.spec.store(Arc::new(spec));
                     existing
                 }
-                None => self.start(sockets.remove(&name), spec),
+                // Rebound elsewhere: the old one is replaced too.
+                other => {
+                    replaced |= other.is_some();
+                    self.start(sockets.remove(&name), spec)
+                }
             };
             next.insert(name, listener);
         }
+        replaced |= !running.is_empty(); // listeners left over are dropped
         *running = next; // dropping the rest stops them
         let by_address = running
             .values()
             .map(|r| (r.address, r.spec.clone()))
             .collect();
         self.by_address.store(Arc::new(by_address));
+        drop(running);
+        if replaced {
+            self.replaced.send_modify(|generation| *generation += 1);
+        }
         Ok(())
     }
 

@@ -146,8 +146,16 @@ impl ProxyState {
     fn apply_listeners(&self, resources: &[Any]) -> Result<Vec<String>, String> {
         let specs = decode_all::<XdsListener>(resources)?
             .iter()
-            .map(|l| ListenerSpec::compile(l).map_err(|e| format!("listener {}: {e}", l.name)))
-            .collect::<Result<Vec<_>, _>>()?;
+            .zip(resources)
+            .map(|(l, any)| {
+                let spec =
+                    ListenerSpec::compile(l).map_err(|e| format!("listener {}: {e}", l.name))?;
+                Ok(ListenerSpec {
+                    digest: digest(&any.value),
+                    ..spec
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         let names = specs.iter().map(|l| l.name.clone()).collect();
         self.listeners.update(specs)?;
         self.configured.send_modify(|c| c.1 = true);
@@ -203,6 +211,14 @@ impl ResourceHandler for ProxyState {
             _ => Vec::new(),
         }
     }
+}
+
+/// Tells one version of a resource from another.
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
 }
 
 fn decode_all<T: Message + Default>(resources: &[Any]) -> Result<Vec<T>, String> {

@@ -33,6 +33,7 @@
 //!   manager, which fails them).
 
 mod inbound;
+pub(crate) use inbound::declared_ports;
 mod outbound;
 pub(crate) mod passthrough;
 mod sniffing;

@@ -144,5 +144,12 @@ impl<'a> ClusterPolicy<'a> {
     }
 }
 
+/// Upstream HTTP/2 for a cluster no DestinationRule shapes: the inbound
+/// cluster of an HTTP2 or GRPC port, as Istio's inbound clusters speak the
+/// port's protocol to the app.
+pub(crate) fn use_http2(cluster: &mut Cluster) {
+    connection_pool::apply(cluster, None, true);
+}
+
 #[cfg(test)]
 mod tests;

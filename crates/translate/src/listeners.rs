@@ -28,7 +28,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTl
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
 use trellis_api::PathNormalizationMode;
-use trellis_config::Snapshot;
+use trellis_config::{Protocol, Snapshot};
 use trellis_xds::NodeInfo;
 use trellis_xds::node::Interception;
 
@@ -92,11 +92,15 @@ pub fn inbound(
         clusters: Vec::new(),
     };
     let rbac = rbac_filters(snapshot, node, &mesh.authz_providers);
+    let protocols = crate::capture::declared_ports(snapshot, node);
     for (&port, &app_port) in &node.app_ports {
         let cluster_name = inbound_cluster_name(port, &serving_host(snapshot, node, port));
-        inbound
-            .clusters
-            .push(app_cluster(&cluster_name, node, app_port));
+        inbound.clusters.push(app_cluster(
+            &cluster_name,
+            node,
+            app_port,
+            protocols.get(&port).copied(),
+        ));
         let policy = InboundPolicy {
             mtls: inbound_mtls(snapshot, node, port),
             rbac: &rbac,
@@ -130,7 +134,14 @@ pub(crate) fn serving_host(snapshot: &Snapshot, node: &NodeInfo, port: u16) -> S
     }
 }
 
-pub(crate) fn app_cluster(name: &str, node: &NodeInfo, app_port: u16) -> Cluster {
+/// The cluster to the app on `app_port`, speaking HTTP/2 when the port's
+/// `protocol` does (gRPC over HTTP/1.1 cannot carry trailers).
+pub(crate) fn app_cluster(
+    name: &str,
+    node: &NodeInfo,
+    app_port: u16,
+    protocol: Option<Protocol>,
+) -> Cluster {
     let endpoint = LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
             address: Some(socket_address(node.ip, app_port)),
@@ -138,7 +149,7 @@ pub(crate) fn app_cluster(name: &str, node: &NodeInfo, app_port: u16) -> Cluster
         })),
         ..Default::default()
     };
-    Cluster {
+    let mut cluster = Cluster {
         name: name.into(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
         connect_timeout: Some(duration(std::time::Duration::from_secs(10))),
@@ -151,7 +162,11 @@ pub(crate) fn app_cluster(name: &str, node: &NodeInfo, app_port: u16) -> Cluster
             ..Default::default()
         }),
         ..Default::default()
+    };
+    if matches!(protocol, Some(Protocol::Http2 | Protocol::Grpc)) {
+        crate::cluster_policy::use_http2(&mut cluster);
     }
+    cluster
 }
 
 /// What security policy asks of one inbound port.

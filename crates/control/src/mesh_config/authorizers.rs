@@ -3,7 +3,6 @@
 //! AuthorizationPolicies name, as the translator's [`AuthzProvider`]s.
 //! Sending the request body to the authorizer is refused by name.
 
-use std::time::Duration;
 
 use trellis_api::MeshConfig;
 use trellis_api::mesh_config::MeshExtensionProvider;
@@ -142,7 +141,10 @@ mod tests {
         assert_eq!(found[0].status_on_error, None);
         let http = &found[1];
         assert_eq!(http.service, "ext-authz.foo.svc.cluster.local");
-        assert_eq!((http.port, http.timeout), (8000, Duration::from_secs(2)));
+        assert_eq!(
+            (http.port, http.timeout),
+            (8000, std::time::Duration::from_secs(2))
+        );
         assert_eq!(http.status_on_error, Some(503));
         let AuthzProtocol::Http(settings) = &http.protocol else {
             panic!("HTTP");

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -31,6 +32,13 @@ const FORWARDED_HEADERS: [&str; 5] = [
     "b3",
 ];
 const FORWARDED_PREFIX: &str = "x-b3-";
+
+/// Every response's body (the gRPC authorizer's carries trailers).
+pub(crate) type AppBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn app_body(bytes: Bytes) -> AppBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+}
 
 /// Who the app is, as reported in every reply.
 #[derive(Debug, Clone)]
@@ -68,9 +76,12 @@ impl DemoApp {
         }
     }
 
-    async fn respond(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn respond(&self, request: Request<Incoming>) -> Response<AppBody> {
         if request.uri().path() == "/health" {
             return text_response(StatusCode::OK, "ok\n");
+        }
+        if self.identity.service == super::ext_authz::SERVICE {
+            return super::ext_authz::respond(request).await;
         }
         if !self.behaviour.latency.is_zero() {
             tokio::time::sleep(self.behaviour.latency).await;
@@ -174,9 +185,9 @@ fn headers_as_map(headers: &HeaderMap) -> BTreeMap<String, String> {
     map
 }
 
-fn json_response(status: StatusCode, reply: &DemoReply) -> Response<Full<Bytes>> {
+fn json_response(status: StatusCode, reply: &DemoReply) -> Response<AppBody> {
     let body = serde_json::to_vec(reply).expect("a DemoReply always serializes");
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(app_body(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -185,8 +196,8 @@ fn json_response(status: StatusCode, reply: &DemoReply) -> Response<Full<Bytes>>
     response
 }
 
-fn text_response(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+fn text_response(status: StatusCode, text: &'static str) -> Response<AppBody> {
+    let mut response = Response::new(app_body(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
     response
 }

@@ -15,6 +15,7 @@ fn spec(name: &str, address: &str, bind_to_port: bool) -> ListenerSpec {
         http_inspector: false,
         filters_timeout: None,
         continue_on_filters_timeout: false,
+        digest: 0,
     }
 }
 
@@ -104,4 +105,31 @@ async fn a_listener_that_stops_binding_releases_its_port() {
 /// listener set without a proxy state.
 fn port_in_use(port: u16) -> bool {
     StdListener::bind(("127.0.0.1", port)).is_err()
+}
+
+#[tokio::test]
+async fn replacing_or_dropping_a_listener_is_signalled_and_resending_it_is_not() {
+    let listeners = Listeners::new(Weak::new());
+    let mut replacements = listeners.replacements();
+    let with_digest = |name: &str, digest| ListenerSpec {
+        digest,
+        ..spec(name, "0.0.0.0:9080", false)
+    };
+    listeners.update(vec![with_digest("a", 1)]).unwrap();
+    assert!(
+        !replacements.has_changed().unwrap(),
+        "a new listener replaces nothing"
+    );
+    listeners.update(vec![with_digest("a", 1)]).unwrap();
+    assert!(
+        !replacements.has_changed().unwrap(),
+        "the same config again"
+    );
+    listeners.update(vec![with_digest("a", 2)]).unwrap();
+    assert!(replacements.has_changed().unwrap());
+    replacements.mark_unchanged();
+    assert_eq!(listeners.digest_of("a"), Some(2));
+    listeners.update(Vec::new()).unwrap();
+    assert!(replacements.has_changed().unwrap(), "dropped");
+    assert_eq!(listeners.digest_of("a"), None);
 }

@@ -47,7 +47,7 @@ pub fn inbound(
         let cluster = inbound_cluster_name(port, &serving_host(snapshot, node, port));
         clusters.push(Cluster {
             upstream_bind_config: Some(inbound_source(node.ip)),
-            ..app_cluster(&cluster, node, port)
+            ..app_cluster(&cluster, node, port, Some(protocol))
         });
         let policy = InboundPolicy {
             mtls: inbound_mtls(snapshot, node, port),
@@ -118,7 +118,7 @@ fn virtual_inbound(node: &NodeInfo, chains: Vec<FilterChain>, sniffing: bool) ->
 /// to (its endpoint ports at the workload's IP), with their protocol. A
 /// port two Services declare differently counts as HTTP when either does,
 /// else as undeclared (sniffed) when either leaves it so.
-fn declared_ports(snapshot: &Snapshot, node: &NodeInfo) -> BTreeMap<u16, Protocol> {
+pub(crate) fn declared_ports(snapshot: &Snapshot, node: &NodeInfo) -> BTreeMap<u16, Protocol> {
     let mut ports = BTreeMap::new();
     let services = snapshot
         .registry

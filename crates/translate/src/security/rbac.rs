@@ -210,10 +210,9 @@ fn named_rules(policy: &Resource<AuthorizationPolicy>, layer: Layer) -> Vec<(Str
             policy.namespace(),
             policy.name()
         );
-        let translated = match action {
-            AuthorizationAction::Custom => Err(rule::Unsupported::CustomAction),
-            _ => rule::translate(&rule),
-        };
+        // CUSTOM rules land here when no authorizer can serve them: they
+        // deny what they match.
+        let translated = rule::translate(&rule);
         match translated {
             Ok(translated) => rules.push((name, translated)),
             Err(reason)

@@ -27,8 +27,6 @@ pub enum Unsupported {
     Condition(String),
     /// `{*}`/`{**}` path templates.
     PathTemplate(String),
-    /// No external authorizer is implemented.
-    CustomAction,
 }
 
 impl fmt::Display for Unsupported {
@@ -37,7 +35,6 @@ impl fmt::Display for Unsupported {
             Unsupported::Field(field) => write!(f, "{field} is not supported"),
             Unsupported::Condition(key) => write!(f, "condition key {key} is not supported"),
             Unsupported::PathTemplate(path) => write!(f, "path template {path} is not supported"),
-            Unsupported::CustomAction => f.write_str("CUSTOM action is not supported"),
         }
     }
 }
