@@ -32,7 +32,7 @@ const MESH_CONFIG: &str = "extensionProviders:
 
 fn sample(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/samples/istio")
+        .join("../../samples")
         .join(relative)
 }
 
@@ -99,7 +99,7 @@ async fn custom_policies_check_requests_with_the_grpc_and_http_sample_authorizer
     std::fs::write(&mesh_config, MESH_CONFIG).unwrap();
     let mesh = UpMesh::builder(TRELLIS, "ext_authz")
         .file(sample("httpbin/httpbin.yaml"))
-        .file(sample("extauthz/ext-authz.yaml"))
+        .file(sample("ext-authz/ext-authz.yaml"))
         .arg("--mesh-config")
         .arg(mesh_config.display().to_string())
         .start()

@@ -3,7 +3,6 @@
 //! AuthorizationPolicies name, as the translator's [`AuthzProvider`]s.
 //! Sending the request body to the authorizer is refused by name.
 
-
 use trellis_api::MeshConfig;
 use trellis_api::mesh_config::MeshExtensionProvider;
 use trellis_translate::{AuthzProtocol, AuthzProvider, DEFAULT_AUTHZ_TIMEOUT, HttpAuthz};

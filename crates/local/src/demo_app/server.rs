@@ -37,7 +37,9 @@ const FORWARDED_PREFIX: &str = "x-b3-";
 pub(crate) type AppBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 fn app_body(bytes: Bytes) -> AppBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// Who the app is, as reported in every reply.
