@@ -33,10 +33,12 @@ mod tls_context;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use trellis_api::PathNormalizationMode;
 use trellis_config::Snapshot;
 use trellis_xds::NodeInfo;
 
+use listeners::HttpManager;
 use server_kind::{ServerKind, Transport};
 use servers::{BoundServer, PortPlan};
 pub use servers::{UNPRIVILEGED_PORT_OFFSET, listen_port};
@@ -52,7 +54,7 @@ struct Context<'a> {
     snapshot: &'a Snapshot,
     node: &'a NodeInfo,
     access_logs: &'a [AccessLog],
-    paths: PathNormalizationMode,
+    manager: HttpManager<'a>,
 }
 
 pub fn gateway_resources(
@@ -60,12 +62,17 @@ pub fn gateway_resources(
     node: &NodeInfo,
     access_logs: &[AccessLog],
     paths: PathNormalizationMode,
+    security: &[HttpFilter],
 ) -> GatewayResources {
     let context = Context {
         snapshot,
         node,
         access_logs,
-        paths,
+        manager: HttpManager {
+            access_logs,
+            paths,
+            security,
+        },
     };
     let mut resources = GatewayResources {
         listeners: Vec::new(),
@@ -104,7 +111,7 @@ fn http_chain(
         plan.server_port,
         &plan.servers,
     ));
-    listeners::http_chain(plan.listen_port, name, context.access_logs, context.paths)
+    listeners::http_chain(plan.listen_port, name, &context.manager)
 }
 
 /// A chain per terminating server (HTTPS servers with their own route
@@ -132,8 +139,7 @@ fn tls_chains(
                     server.server_names(),
                     termination,
                     name,
-                    context.access_logs,
-                    context.paths,
+                    &context.manager,
                 )]
             }
             ServerKind::TerminatedTcp(termination) => {

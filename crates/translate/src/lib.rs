@@ -111,8 +111,14 @@ pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) 
     let outbound = clusters::outbound(visible);
     let endpoints = endpoints::for_clusters(visible, node, &outbound);
     if node.kind == ProxyKind::Router {
-        let mut gateway =
-            gateway::gateway_resources(visible, node, &access_logs, mesh.path_normalization);
+        let mut gateway = gateway::gateway_resources(
+            visible,
+            node,
+            &access_logs,
+            mesh.path_normalization,
+            // Policies select gateways from the whole snapshot.
+            &security::rbac_filters(snapshot, node, &mesh.authz_providers),
+        );
         trace::apply(&mut gateway.listeners, snapshot, node, &mesh.tracing);
         return ProxyResources {
             listeners: gateway.listeners,

@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::config::listener::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, Rds,
+    HttpConnectionManager, HttpFilter, Rds,
     http_connection_manager::{CodecType, RouteSpecifier},
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
@@ -54,14 +54,9 @@ pub fn listener(node: &NodeInfo, port: u16, chains: Vec<FilterChain>, tls: bool)
 }
 
 /// The plaintext chain of a port's HTTP servers.
-pub fn http_chain(
-    port: u16,
-    route_name: String,
-    access_logs: &[AccessLog],
-    paths: PathNormalizationMode,
-) -> FilterChain {
+pub fn http_chain(port: u16, route_name: String, manager: &HttpManager<'_>) -> FilterChain {
     FilterChain {
-        filters: vec![hcm_filter(port, route_name, access_logs, paths)],
+        filters: vec![hcm_filter(port, route_name, manager)],
         ..Default::default()
     }
 }
@@ -72,15 +67,11 @@ pub fn https_chain(
     server_names: Vec<String>,
     termination: &Termination,
     route_name: String,
-    access_logs: &[AccessLog],
-    paths: PathNormalizationMode,
+    manager: &HttpManager<'_>,
 ) -> FilterChain {
     FilterChain {
         transport_socket: Some(tls_socket(downstream_context(termination, &HTTPS_ALPN))),
-        ..sni_chain(
-            server_names,
-            hcm_filter(port, route_name, access_logs, paths),
-        )
+        ..sni_chain(server_names, hcm_filter(port, route_name, manager))
     }
 }
 
@@ -141,12 +132,16 @@ pub fn tcp_proxy_filter(
     }
 }
 
-fn hcm_filter(
-    port: u16,
-    route_name: String,
-    access_logs: &[AccessLog],
-    paths: PathNormalizationMode,
-) -> Filter {
+/// What every HTTP connection manager of a gateway shares.
+pub struct HttpManager<'a> {
+    pub access_logs: &'a [AccessLog],
+    pub paths: PathNormalizationMode,
+    /// RequestAuthentication and AuthorizationPolicy selecting the
+    /// gateway, before the router.
+    pub security: &'a [HttpFilter],
+}
+
+fn hcm_filter(port: u16, route_name: String, manager: &HttpManager<'_>) -> Filter {
     let mut hcm = HttpConnectionManager {
         stat_prefix: format!("outbound_0.0.0.0_{port}"),
         codec_type: CodecType::Auto as i32,
@@ -154,15 +149,15 @@ fn hcm_filter(
             config_source: Some(ads_config_source()),
             route_config_name: route_name,
         })),
-        http_filters: vec![
-            crate::cors::cors_filter(),
-            crate::fault::fault_filter(),
-            router_filter(),
-        ],
-        access_log: access_logs.to_vec(),
+        http_filters: [crate::cors::cors_filter()]
+            .into_iter()
+            .chain(manager.security.iter().cloned())
+            .chain([crate::fault::fault_filter(), router_filter()])
+            .collect(),
+        access_log: manager.access_logs.to_vec(),
         ..Default::default()
     };
-    crate::path_normalization::configure(&mut hcm, paths);
+    crate::path_normalization::configure(&mut hcm, manager.paths);
     Filter {
         name: "envoy.filters.network.http_connection_manager".into(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
