@@ -51,12 +51,13 @@ pub async fn authorize(
     let scheme = if downstream.tls { "https" } else { "http" };
     // The shadow rules' matches, as (metadata key, policy name).
     let mut metadata: Vec<(String, String)> = Vec::new();
+    // Filters change headers at most, never the path.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", PathAndQuery::as_str)
+        .to_owned();
     for filter in downstream.authz.iter() {
-        let path = request
-            .uri()
-            .path_and_query()
-            .map_or("/", PathAndQuery::as_str)
-            .to_owned();
         match filter {
             AuthzFilter::Rbac(rbac) => {
                 let facts = RequestFacts {
