@@ -280,18 +280,17 @@ fn denial(
 ) -> Response<ProxyBody> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
+    // The proxy frames the body itself; the host is not the service's to set.
+    const NEVER_SHOWN: [HeaderName; 4] = [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::HOST,
+    ];
     for (name, value) in headers {
-        let framing = [
-            header::CONTENT_LENGTH,
-            header::TRANSFER_ENCODING,
-            header::CONNECTION,
-            header::HOST,
-        ];
-        let shown = match allowed {
-            Some(allowed) => any_matches(allowed, name.as_str()),
-            None => !framing.contains(name),
-        };
-        if shown && !framing.contains(name) {
+        let shown = !NEVER_SHOWN.contains(name)
+            && allowed.is_none_or(|allowed| any_matches(allowed, name.as_str()));
+        if shown {
             response.headers_mut().append(name.clone(), value.clone());
         }
     }
