@@ -48,6 +48,11 @@ pub struct MeshCa {
     chain_tail: Vec<String>,
     /// Issued certificates never outlive the certificate that signs them.
     signer_not_after: SystemTime,
+    /// When the (first) root workloads trust expires.
+    root_not_after: SystemTime,
+    /// A plug-in CA's intermediate signs under an offline root; a
+    /// self-signed root has no chain of its own.
+    has_plugin_chain: bool,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -94,6 +99,19 @@ impl MeshCa {
     /// The trust domain whose identities this CA signs.
     pub fn trust_domain(&self) -> &str {
         &self.trust_domain
+    }
+
+    /// When the root certificate expires (the first one, when the root
+    /// file holds several).
+    pub fn root_cert_expiry(&self) -> SystemTime {
+        self.root_not_after
+    }
+
+    /// When a plug-in CA's signing certificate (`ca-cert.pem`, the head of
+    /// `cert-chain.pem`) expires; `None` for a self-signed root, which
+    /// signs directly.
+    pub fn cert_chain_expiry(&self) -> Option<SystemTime> {
+        self.has_plugin_chain.then_some(self.signer_not_after)
     }
 
     /// Signs a workload certificate for `identity` over the public key in
@@ -249,6 +267,9 @@ fn load_root(cert_path: &Path, key_path: &Path, trust_domain: &str) -> Result<Me
         chain_tail: vec![cert_pem.clone()],
         root_cert_pem: cert_pem,
         signer_not_after: signer.not_after,
+        // The root signs: it is its own signer.
+        root_not_after: signer.not_after,
+        has_plugin_chain: false,
         issuer: signer.issuer,
     })
 }
@@ -289,11 +310,16 @@ fn load_signer(cert_path: &Path, cert_pem: &str, key_path: &Path) -> Result<Sign
             format!("does not match the public key in {cert_name}"),
         ));
     }
-    let not_after = UNIX_EPOCH
-        + Duration::from_secs(u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0));
+    let not_after = not_after(&cert);
     let issuer = Issuer::from_ca_cert_der(&cert_der, key)
         .map_err(|e| CaError::invalid_ca_file(cert_path, e))?;
     Ok(Signer { issuer, not_after })
+}
+
+/// When `cert` expires.
+fn not_after(cert: &x509_parser::certificate::X509Certificate<'_>) -> SystemTime {
+    UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0))
 }
 
 /// The one certificate in a PEM file; more than one is ambiguous for a root.

@@ -6,6 +6,7 @@
 //! - [`CertificateService`] serves Istio's `istio.v1.auth.IstioCertificateService`
 //!   so Istio agents and Trellis proxies alike can fetch certificates;
 //!   [`StaticTokens`] authenticates callers by bearer token in local mode.
+//!   [`CaMetrics`] counts its requests with Citadel's metric names.
 //! - [`request_certificate`] and [`CertificateRequest`] are the workload side:
 //!   the private key is generated and kept in the workload's process.
 //! - [`server_config`] and [`client_config`] build rustls mTLS configs that
@@ -19,6 +20,7 @@ mod authority;
 mod client;
 mod error;
 mod files;
+mod metrics;
 mod service;
 mod spiffe;
 mod tls;
@@ -39,6 +41,7 @@ pub use client::{
     request_certificate,
 };
 pub use error::CaError;
+pub use metrics::CaMetrics;
 pub use service::{Authenticator, CertificateService, bearer_token_in};
 pub use spiffe::{SpiffeId, SpiffeIdError};
 pub use tls::{

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::authority::{DEFAULT_WORKLOAD_TTL, MeshCa};
 use crate::error::CaError;
+use crate::metrics::CaMetrics;
 use crate::proto::istio_certificate_service_server::{
     IstioCertificateService, IstioCertificateServiceServer,
 };
@@ -24,11 +25,23 @@ pub trait Authenticator: Send + Sync + 'static {
 pub struct CertificateService {
     ca: Arc<MeshCa>,
     authenticator: Arc<dyn Authenticator>,
+    metrics: CaMetrics,
 }
 
 impl CertificateService {
     pub fn new(ca: Arc<MeshCa>, authenticator: Arc<dyn Authenticator>) -> CertificateService {
-        CertificateService { ca, authenticator }
+        let metrics = CaMetrics::for_ca(&ca);
+        CertificateService {
+            ca,
+            authenticator,
+            metrics,
+        }
+    }
+
+    /// What this service counts (clones share the counts), for the
+    /// control plane's `/metrics`.
+    pub fn metrics(&self) -> &CaMetrics {
+        &self.metrics
     }
 
     /// Wraps the service for `tonic::transport::Server::add_service`.
@@ -51,9 +64,11 @@ impl IstioCertificateService for CertificateService {
         &self,
         request: Request<IstioCertificateRequest>,
     ) -> Result<Response<IstioCertificateResponse>, Status> {
+        self.metrics.csr_received();
         let identity = match self.authenticate(&request) {
             Ok(identity) => identity,
             Err(status) => {
+                self.metrics.authentication_failed();
                 tracing::warn!(peer = ?request.remote_addr(), reason = status.message(), "certificate request refused");
                 return Err(status);
             }
@@ -63,7 +78,11 @@ impl IstioCertificateService for CertificateService {
         let cert_chain = self
             .ca
             .sign_workload_csr(&request.csr, &identity, ttl)
-            .map_err(|e| signing_status(&identity, e))?;
+            .map_err(|e| {
+                self.metrics.signing_failed(&e);
+                signing_status(&identity, e)
+            })?;
+        self.metrics.issued();
         tracing::info!(%identity, ttl_secs = ttl.as_secs(), "issued workload certificate");
         Ok(Response::new(IstioCertificateResponse { cert_chain }))
     }

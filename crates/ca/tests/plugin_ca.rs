@@ -3,7 +3,9 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::registry::Registry;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::client::verify_server_cert_signed_by_trust_anchor;
@@ -15,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use trellis_ca::{
-    CA_CERT_FILE, CA_KEY_FILE, CERT_CHAIN_FILE, CaError, CertificateRequest, MeshCa,
+    CA_CERT_FILE, CA_KEY_FILE, CERT_CHAIN_FILE, CaError, CaMetrics, CertificateRequest, MeshCa,
     ROOT_CERT_FILE, SpiffeId, WorkloadCertificate, client_config, peer_identity, server_config,
 };
 
@@ -37,9 +39,14 @@ fn ca_params(name: &str) -> CertificateParams {
     params
 }
 
-fn offline_root(name: &str) -> TestCa {
+/// A CA certificate from `params`, self-signed or signed by `signer`.
+fn test_ca(params: CertificateParams, signer: Option<&TestCa>) -> TestCa {
     let key = KeyPair::generate().unwrap();
-    let cert = ca_params(name).self_signed(&key).unwrap();
+    let cert = match signer {
+        Some(signer) => params.signed_by(&key, &signer.issuer),
+        None => params.self_signed(&key),
+    }
+    .unwrap();
     let issuer =
         Issuer::from_ca_cert_der(cert.der(), KeyPair::from_pem(&key.serialize_pem()).unwrap())
             .unwrap();
@@ -50,19 +57,12 @@ fn offline_root(name: &str) -> TestCa {
     }
 }
 
+fn offline_root(name: &str) -> TestCa {
+    test_ca(ca_params(name), None)
+}
+
 fn intermediate(root: &TestCa) -> TestCa {
-    let key = KeyPair::generate().unwrap();
-    let cert = ca_params("mesh intermediate")
-        .signed_by(&key, &root.issuer)
-        .unwrap();
-    let issuer =
-        Issuer::from_ca_cert_der(cert.der(), KeyPair::from_pem(&key.serialize_pem()).unwrap())
-            .unwrap();
-    TestCa {
-        pem: cert.pem(),
-        key,
-        issuer,
-    }
+    test_ca(ca_params("mesh intermediate"), Some(root))
 }
 
 /// Writes Istio's layout: cert-chain.pem is the intermediate then the root.
@@ -260,4 +260,45 @@ fn a_leaf_certificate_as_ca_cert_is_refused() {
         error.contains(CA_CERT_FILE) && error.contains("not a CA"),
         "{error}"
     );
+}
+
+#[test]
+fn expiry_metrics_report_the_root_and_the_signing_certificate() {
+    let mut root_params = ca_params("offline root");
+    root_params.not_after = rcgen::date_time_ymd(2045, 1, 1);
+    let root = test_ca(root_params, None);
+    let mut intermediate_params = ca_params("mesh intermediate");
+    intermediate_params.not_after = rcgen::date_time_ymd(2040, 6, 1);
+    let intermediate = test_ca(intermediate_params, Some(&root));
+    let dir = tempfile::tempdir().unwrap();
+    write_cacerts(dir.path(), &root, &intermediate);
+    let ca = MeshCa::from_plugin_dir(dir.path(), TD).unwrap();
+
+    let unix = |time: SystemTime| time.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(unix(ca.root_cert_expiry()), 2_366_841_600);
+    assert_eq!(ca.cert_chain_expiry().map(unix), Some(2_222_121_600));
+
+    let mut registry = Registry::default();
+    CaMetrics::for_ca(&ca).register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for line in [
+        "citadel_server_root_cert_expiry_timestamp 2366841600",
+        "citadel_server_cert_chain_expiry_timestamp 2222121600",
+    ] {
+        assert!(lines.contains(&line), "no {line} in\n{text}");
+    }
+    let chain_left = lines
+        .iter()
+        .find_map(|line| line.strip_prefix("citadel_server_cert_chain_expiry_seconds "))
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no chain countdown in\n{text}"));
+    let expected = ca
+        .cert_chain_expiry()
+        .unwrap()
+        .duration_since(SystemTime::now())
+        .unwrap()
+        .as_secs_f64();
+    assert!((chain_left - expected).abs() < 60.0, "{chain_left}");
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rustls_pki_types::UnixTime;
 
-use super::{MeshCa, ROOT_CERT_FILE, load_signer};
+use super::{MeshCa, ROOT_CERT_FILE, load_signer, not_after};
 use crate::error::CaError;
 use crate::tls::{parse_certificates, root_store, verify_chain};
 
@@ -36,6 +36,8 @@ impl MeshCa {
         let cert_path = dir.join(CA_CERT_FILE);
         let root_pem = read(&root_path)?;
         let roots = root_store(&root_pem).map_err(|e| CaError::invalid_ca_file(&root_path, e))?;
+        let root_not_after = first_not_after(&root_pem)
+            .map_err(|reason| CaError::invalid_ca_file(&root_path, reason))?;
         let chain_pem = read(&chain_path)?;
         let chain =
             parse_certificates(&chain_pem).map_err(|e| CaError::invalid_ca_file(&chain_path, e))?;
@@ -53,6 +55,8 @@ impl MeshCa {
             chain_tail: vec![chain_pem, root_pem.clone()],
             root_cert_pem: root_pem,
             signer_not_after: signer.not_after,
+            root_not_after,
+            has_plugin_chain: true,
             issuer: signer.issuer,
         };
         let (probe_pem, _) = ca.issue_server_cert(&[PROBE_NAME.to_string()], &[])?;
@@ -66,6 +70,15 @@ impl MeshCa {
         tracing::info!(dir = %dir.display(), trust_domain, "plug-in CA loaded");
         Ok(ca)
     }
+}
+
+/// The expiry of the first certificate in `pem` (Istio reports the first
+/// root of a bundle).
+fn first_not_after(pem: &str) -> Result<std::time::SystemTime, String> {
+    let certs = parse_certificates(pem).map_err(|e| e.to_string())?;
+    let (_, first) = x509_parser::parse_x509_certificate(&certs[0])
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    Ok(not_after(&first))
 }
 
 fn read(path: &Path) -> Result<String, CaError> {
