@@ -10,6 +10,7 @@ mod delta;
 pub mod json;
 pub mod metrics;
 pub mod node;
+mod proxy_meta;
 pub mod resources;
 pub mod server;
 mod service;

@@ -1,19 +1,24 @@
 //! The control plane's xDS metrics, with Istio's names: connected proxies
-//! (`pilot_xds`), pushes and rejections per type (`pilot_xds_pushes`,
-//! `pilot_total_xds_rejects`), and how long a config change takes to be
-//! accepted by a proxy (`pilot_proxy_convergence_time`), of which waiting
-//! for the push throttle (`pilot_proxy_queue_time`) and building one
-//! response (`pilot_xds_push_time`, by type).
+//! by version (`pilot_xds`), pushes and rejections per type
+//! (`pilot_xds_pushes`, `pilot_total_xds_rejects`), and how long a config
+//! change takes to be accepted by a proxy (`pilot_proxy_convergence_time`),
+//! of which waiting for the push throttle (`pilot_proxy_queue_time`) and
+//! building one response (`pilot_xds_push_time`, by type).
+//!
+//! istiod has no series of proxies by revision (each revision is its own
+//! istiod); one Trellis control plane may serve several revisions'
+//! proxies, so `trellis_xds_proxies` counts them by revision and version.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use trellis_metrics::IstioCounter;
 
 use crate::type_url;
 
@@ -39,11 +44,38 @@ impl EncodeLabelSet for TypeLabel {
     }
 }
 
+/// Istio's `version` label of `pilot_xds`: the proxy's version.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct VersionLabel(String);
+
+impl EncodeLabelSet for VersionLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        [("version", self.0.as_str())].encode(encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct RevisionLabels {
+    revision: String,
+    version: String,
+}
+
+impl EncodeLabelSet for RevisionLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        [
+            ("revision", self.revision.as_str()),
+            ("version", self.version.as_str()),
+        ]
+        .encode(encoder)
+    }
+}
+
 #[derive(Debug)]
 pub struct XdsMetrics {
-    connected: Gauge,
-    pushes: Family<TypeLabel, Counter>,
-    rejects: Family<TypeLabel, Counter>,
+    connected: Family<VersionLabel, Gauge>,
+    by_revision: Family<RevisionLabels, Gauge>,
+    pushes: Family<TypeLabel, IstioCounter>,
+    rejects: Family<TypeLabel, IstioCounter>,
     convergence: Histogram,
     queue_time: Histogram,
     push_time: Family<TypeLabel, Histogram, fn() -> Histogram>,
@@ -62,7 +94,8 @@ fn build_histogram() -> Histogram {
 impl Default for XdsMetrics {
     fn default() -> Self {
         XdsMetrics {
-            connected: Gauge::default(),
+            connected: Family::default(),
+            by_revision: Family::default(),
             pushes: Family::default(),
             rejects: Family::default(),
             convergence: seconds_histogram(),
@@ -74,7 +107,16 @@ impl Default for XdsMetrics {
 
 impl XdsMetrics {
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("pilot_xds", "Connected xDS clients", self.connected.clone());
+        registry.register(
+            "pilot_xds",
+            "Connected xDS clients, by proxy version",
+            self.connected.clone(),
+        );
+        registry.register(
+            "trellis_xds_proxies",
+            "Connected xDS clients, by the revision that injected them (istio.io/rev) and proxy version",
+            self.by_revision.clone(),
+        );
         registry.register(
             "pilot_xds_pushes",
             "xDS responses sent, by type",
@@ -102,12 +144,23 @@ impl XdsMetrics {
         );
     }
 
-    pub(crate) fn connected(&self) {
-        self.connected.inc();
+    pub(crate) fn connected(&self, version: &str, revision: &str) {
+        self.add_connected(version, revision, 1);
     }
 
-    pub(crate) fn disconnected(&self) {
-        self.connected.dec();
+    pub(crate) fn disconnected(&self, version: &str, revision: &str) {
+        self.add_connected(version, revision, -1);
+    }
+
+    fn add_connected(&self, version: &str, revision: &str, delta: i64) {
+        self.connected
+            .get_or_create(&VersionLabel(version.to_string()))
+            .inc_by(delta);
+        let labels = RevisionLabels {
+            revision: revision.to_string(),
+            version: version.to_string(),
+        };
+        self.by_revision.get_or_create(&labels).inc_by(delta);
     }
 
     /// One response of `type_url` sent, built since `building`.

@@ -203,7 +203,7 @@ fn string_struct(map: &BTreeMap<String, String>) -> Struct {
     Struct { fields }
 }
 
-fn string_field(meta: &Struct, key: &str) -> Option<String> {
+pub(crate) fn string_field(meta: &Struct, key: &str) -> Option<String> {
     match meta.fields.get(key)?.kind.as_ref()? {
         Kind::StringValue(s) => Some(s.clone()),
         _ => None,
@@ -211,7 +211,7 @@ fn string_field(meta: &Struct, key: &str) -> Option<String> {
 }
 
 /// A struct of string values; other value kinds are skipped.
-fn struct_field(meta: &Struct, key: &str) -> BTreeMap<String, String> {
+pub(crate) fn struct_field(meta: &Struct, key: &str) -> BTreeMap<String, String> {
     let Some(Value {
         kind: Some(Kind::StructValue(inner)),
     }) = meta.fields.get(key)

@@ -17,13 +17,12 @@ use tonic::{Status, Streaming};
 use crate::auth::Caller;
 use crate::metrics::{Convergence, XdsMetrics};
 use crate::node::NodeInfo;
+use crate::proxy_meta::ProxyMeta;
 use crate::resources::EncodedResources;
 use crate::throttle;
 use crate::type_url;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
 use envoy_types::pb::google::protobuf::Any;
-use envoy_types::pb::google::protobuf::value::Kind;
 
 /// Produces one proxy's resources for the current config generation.
 pub trait ResourceGenerator: Send + Sync + 'static {
@@ -41,8 +40,12 @@ pub struct ProxyStatus {
     /// The proxy's cluster ID (node metadata `CLUSTER_ID`; Istio's default
     /// is `Kubernetes`).
     pub cluster_id: String,
-    /// The proxy's own version (its xDS user agent).
+    /// The proxy's version: node metadata `ISTIO_VERSION` from Istio's
+    /// agent, else its xDS user agent (`trellis 0.1.0`).
     pub proxy_version: String,
+    /// The control-plane revision that injected it (`istio.io/rev`), or
+    /// `default`.
+    pub revision: String,
     pub connected_at: SystemTime,
     /// What the translator works from, to regenerate the proxy's config
     /// for debugging.
@@ -54,25 +57,12 @@ pub struct ProxyStatus {
 
 impl ProxyStatus {
     pub(crate) fn connected(node: &Node, info: &NodeInfo) -> Self {
-        let cluster_id = node
-            .metadata
-            .as_ref()
-            .and_then(|m| m.fields.get("CLUSTER_ID"))
-            .and_then(|v| match &v.kind {
-                Some(Kind::StringValue(id)) => Some(id.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "Kubernetes".into());
-        let proxy_version = match &node.user_agent_version_type {
-            Some(UserAgentVersionType::UserAgentVersion(version)) => {
-                format!("{} {version}", node.user_agent_name)
-            }
-            _ => node.user_agent_name.clone(),
-        };
+        let meta = ProxyMeta::of(node, info);
         ProxyStatus {
             node_id: node.id.clone(),
-            cluster_id,
-            proxy_version,
+            cluster_id: meta.cluster_id,
+            proxy_version: meta.version,
+            revision: meta.revision,
             connected_at: SystemTime::now(),
             node: Some(info.clone()),
             types: BTreeMap::new(),
@@ -136,15 +126,19 @@ impl ProxyRegistry {
 
     pub(crate) fn insert(&self, stream: u64, status: ProxyStatus) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        if streams.insert(stream, status).is_none() {
-            self.metrics.connected();
+        self.metrics
+            .connected(&status.proxy_version, &status.revision);
+        if let Some(replaced) = streams.insert(stream, status) {
+            self.metrics
+                .disconnected(&replaced.proxy_version, &replaced.revision);
         }
     }
 
     pub(crate) fn remove(&self, stream: u64) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        if streams.remove(&stream).is_some() {
-            self.metrics.disconnected();
+        if let Some(status) = streams.remove(&stream) {
+            self.metrics
+                .disconnected(&status.proxy_version, &status.revision);
         }
     }
 }

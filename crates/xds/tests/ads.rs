@@ -148,7 +148,7 @@ async fn pushes_acks_nacks_and_follows_dependent_subscriptions() {
     let proxies = server.proxies();
     let channel = serve_on_loopback(server).await;
     let recorder = Arc::new(Recorder::default());
-    tokio::spawn(AdsClient::new(channel, node().to_node()).run(recorder.clone()));
+    let client = tokio::spawn(AdsClient::new(channel, node().to_node()).run(recorder.clone()));
 
     eventually("the first push and its EDS follow-up", || {
         *recorder.endpoints.lock().unwrap() == ["a"]
@@ -188,23 +188,40 @@ async fn pushes_acks_nacks_and_follows_dependent_subscriptions() {
 
     let mut registry = prometheus_client::registry::Registry::default();
     proxies.metrics.register(&mut registry);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    let value = |series: &str| {
+    let exposition = || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    };
+    let value = |text: &str, series: &str| {
         text.lines()
-            .find(|line| line.starts_with(series))
-            .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse::<f64>().ok())?
+            })
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
     };
-    assert_eq!(value("pilot_xds "), 1.0);
-    assert!(value("pilot_xds_pushes_total{type=\"cds\"}") >= 3.0);
-    assert_eq!(value("pilot_total_xds_rejects_total{type=\"cds\"}"), 1.0);
+    let version = format!("trellis {}", env!("CARGO_PKG_VERSION"));
+    let connected = format!("pilot_xds{{version=\"{version}\"}}");
+    let by_revision = format!("trellis_xds_proxies{{revision=\"default\",version=\"{version}\"}}");
+    let text = exposition();
+    assert_eq!(value(&text, &connected), 1.0);
+    assert_eq!(value(&text, &by_revision), 1.0);
+    // Istio's counter names, without OpenMetrics' `_total`.
+    assert!(value(&text, "pilot_xds_pushes{type=\"cds\"}") >= 3.0);
+    assert_eq!(value(&text, "pilot_total_xds_rejects{type=\"cds\"}"), 1.0);
     assert!(
-        value("pilot_proxy_convergence_time_count") >= 1.0,
+        value(&text, "pilot_proxy_convergence_time_count") >= 1.0,
         "the good push after the NACK converged"
     );
-    assert!(value("pilot_proxy_queue_time_count") >= 1.0);
-    assert!(value("pilot_xds_push_time_count{type=\"cds\"}") >= 3.0);
+    assert!(value(&text, "pilot_proxy_queue_time_count") >= 1.0);
+    assert!(value(&text, "pilot_xds_push_time_count{type=\"cds\"}") >= 3.0);
+
+    client.abort();
+    eventually("the disconnection", || proxies.snapshot().is_empty()).await;
+    let text = exposition();
+    assert_eq!(value(&text, &connected), 0.0, "the gauge goes back down");
+    assert_eq!(value(&text, &by_revision), 0.0);
 }
 
 /// The service is routed by hand (see `trellis_xds::AdsService`): a

@@ -183,7 +183,7 @@ async fn sends_only_what_changed_and_names_removals() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     for series in [
-        "pilot_xds_pushes_total{type=\"cds\"} 2",
+        "pilot_xds_pushes{type=\"cds\"} 2",
         "pilot_proxy_convergence_time_count 1",
         "pilot_xds_push_time_count{type=\"cds\"} 2",
     ] {
