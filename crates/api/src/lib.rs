@@ -14,6 +14,7 @@
 //!   [`gateway_api`] (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
 //!   ReferenceGrant) and the Kubernetes kinds the mesh reads, including the
 //!   `istio` ConfigMap, whose `mesh` key is validated as a [`MeshConfig`].
+//!   Trellis's own kind: [`slo`] (ServiceLevelObjective, trellis.io).
 //!
 //! - [`parse_yaml`] reads a multi-document text into [`AnyResource`]s, with
 //!   every problem as a [`ConfigError`] (`FILE:LINE:COL: FIELD: message`,
@@ -54,6 +55,7 @@ pub mod kube;
 mod load;
 pub mod mesh_config;
 mod meta;
+pub mod slo;
 pub mod validate;
 mod visibility;
 mod yaml;

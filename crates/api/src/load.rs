@@ -220,6 +220,8 @@ mod networking_tests;
 #[cfg(test)]
 mod security_tests;
 #[cfg(test)]
+mod slo_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod unknown_field_tests;

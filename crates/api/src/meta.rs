@@ -20,6 +20,7 @@ use crate::kube::{
     MutatingWebhookConfigurationBody, NamespaceSpec, PodSpec, ReplicaSetSpec, SecretBody,
     ServiceAccountSpec, ServiceSpec, StatefulSetSpec,
 };
+use crate::slo::ServiceLevelObjective;
 
 /// The namespace of a namespaced resource that does not name one.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -191,6 +192,8 @@ pub enum AnyResource {
     HttpRoute(Resource<HttpRouteSpec>),
     GrpcRoute(Resource<GrpcRouteSpec>),
     ReferenceGrant(Resource<ReferenceGrantSpec>),
+    /// Trellis's own: an objective the dashboard measures.
+    ServiceLevelObjective(Resource<ServiceLevelObjective>),
 }
 
 /// Applies `$body` to the `Resource<_>` inside any variant.
@@ -228,6 +231,7 @@ macro_rules! each_variant {
             AnyResource::HttpRoute($resource) => $body,
             AnyResource::GrpcRoute($resource) => $body,
             AnyResource::ReferenceGrant($resource) => $body,
+            AnyResource::ServiceLevelObjective($resource) => $body,
         }
     };
 }

@@ -13,6 +13,7 @@ pub mod network;
 mod security;
 mod service_entry;
 mod sidecar;
+mod slo;
 mod telemetry;
 mod virtual_service;
 mod workload_group;
@@ -111,6 +112,7 @@ pub fn validate(resource: &AnyResource) -> Vec<Violation> {
         AnyResource::ReferenceGrant(grant) => {
             gateway_api::validate_reference_grant(&mut violations, &grant.spec);
         }
+        AnyResource::ServiceLevelObjective(slo) => slo::validate_slo(&mut violations, &slo.spec),
         AnyResource::ServiceAccount(_) | AnyResource::Namespace(_) => {}
     }
     violations.0

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use trellis_api::{
     AnyResource, AuthorizationPolicy, DeploymentSpec, DestinationRule, NamespaceSpec,
     PeerAuthentication, RequestAuthentication, Resource, ResourceKey, ServiceAccountSpec,
-    ServiceEntry, ServiceSpec, Sidecar, VirtualService, WorkloadEntry,
+    ServiceEntry, ServiceSpec, Sidecar, VirtualService, WorkloadEntry, slo::ServiceLevelObjective,
 };
 
 use crate::registry::Registry;
@@ -87,5 +87,11 @@ impl Snapshot {
         authorization_policies,
         AuthorizationPolicy,
         AuthorizationPolicy
+    );
+    typed_accessor!(
+        /// Sorted by namespace, then name.
+        service_level_objectives,
+        ServiceLevelObjective,
+        ServiceLevelObjective
     );
 }

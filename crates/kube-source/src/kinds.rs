@@ -40,6 +40,8 @@ pub struct WantedKind {
 const NETWORKING: &str = "networking.istio.io";
 const SECURITY: &str = "security.istio.io";
 const TELEMETRY: &str = "telemetry.istio.io";
+/// Trellis's own kinds (ServiceLevelObjective), served when its CRD is.
+const TRELLIS: &str = "trellis.io";
 
 const DISCOVERY: &str = "discovery.k8s.io";
 const PODS: Role = Role::Workloads(Readiness::PodCondition);
@@ -77,6 +79,7 @@ wanted! {
     SECURITY, RequestAuthentication, Role::Config, false;
     SECURITY, AuthorizationPolicy, Role::Config, false;
     TELEMETRY, Telemetry, Role::Config, false;
+    TRELLIS, ServiceLevelObjective, Role::Config, false;
 }
 
 /// A kind the server serves, at the version it prefers.

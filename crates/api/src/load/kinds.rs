@@ -11,6 +11,7 @@ use crate::istio::{
     SECURITY_API_VERSIONS, TELEMETRY_API_VERSIONS,
 };
 use crate::meta::{AnyResource, ObjectMeta, Resource, SourceRef};
+use crate::slo::SLO_API_VERSIONS;
 use crate::yaml::{DeError, Node, UnknownField, from_node};
 
 /// What is known of a document before its body is read.
@@ -111,6 +112,7 @@ known_kinds! {
     HttpRoute: "HTTPRoute", Strict, GATEWAY_API_VERSIONS, typed;
     GrpcRoute: "GRPCRoute", Strict, GATEWAY_API_VERSIONS, typed;
     ReferenceGrant: "ReferenceGrant", Strict, GATEWAY_API_VERSIONS, typed;
+    ServiceLevelObjective: "ServiceLevelObjective", Strict, SLO_API_VERSIONS, typed;
 }
 
 impl KnownKind {
