@@ -31,6 +31,8 @@ const ROOT_FILES: &[&str] = &[
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "envoy/service/discovery/v3/discovery.proto",
+    "envoy/extensions/access_loggers/filters/cel/v3/cel.proto",
+    "stats/plugin_config.proto",
 ];
 
 const INCLUDE_DIRS: &[&str] = &[
@@ -45,7 +47,12 @@ const INCLUDE_DIRS: &[&str] = &[
 
 fn main() {
     let proto_root = envoy_types_proto_dir();
-    let includes: Vec<PathBuf> = INCLUDE_DIRS.iter().map(|d| proto_root.join(d)).collect();
+    let mut includes: Vec<PathBuf> = INCLUDE_DIRS.iter().map(|d| proto_root.join(d)).collect();
+    // Trellis' own copies of non-Envoy protos its proxies take (Istio's).
+    let own =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("proto");
+    println!("cargo:rerun-if-changed={}", own.display());
+    includes.push(own);
     let descriptors = protox::compile(ROOT_FILES, &includes)
         .unwrap_or_else(|e| panic!("compiling Envoy protos under {}: {e}", proto_root.display()));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));

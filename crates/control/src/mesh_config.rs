@@ -20,6 +20,7 @@ use trellis_translate::{
 use crate::{ControlPlaneOptions, OutboundTrafficMode};
 
 mod authorizers;
+mod telemetry_providers;
 mod tracers;
 
 /// The ConfigMap istiod reads its mesh config from.
@@ -198,6 +199,15 @@ pub fn resolve(
             message,
         }
     })?;
+    let access_logging =
+        telemetry_providers::mesh_access_logging(mesh).map_err(|(field, message)| {
+            MeshSettingsError::Unsupported {
+                source_name: loaded
+                    .map_or_else(|| "the default mesh config".into(), |l| l.source.clone()),
+                field,
+                message,
+            }
+        })?;
     Ok(MeshSettings {
         trust_domain: options
             .trust_domain
@@ -214,6 +224,8 @@ pub fn resolve(
             tracing,
             path_normalization: mesh.path_normalization(),
             authz_providers,
+            metrics: telemetry_providers::mesh_metrics(mesh),
+            access_logging,
         },
     })
 }
@@ -286,20 +298,15 @@ fn warn_not_acted_on(loaded: &LoadedMeshConfig) {
             } != Default::default(),
         ),
         (
-            "extensionProviders (but zipkin, opentelemetry, envoyExtAuthzHttp, envoyExtAuthzGrpc)",
+            "extensionProviders (but zipkin, opentelemetry, envoyExtAuthzHttp, envoyExtAuthzGrpc, prometheus, envoyFileAccessLog)",
             config.extension_providers.iter().any(|p| {
                 p.zipkin.is_none()
                     && p.opentelemetry.is_none()
                     && p.envoy_ext_authz_http.is_none()
                     && p.envoy_ext_authz_grpc.is_none()
+                    && p.prometheus.is_none()
+                    && p.envoy_file_access_log.is_none()
             }),
-        ),
-        (
-            "defaultProviders (but tracing)",
-            config
-                .default_providers
-                .as_ref()
-                .is_some_and(|d| !d.metrics.is_empty() || !d.access_logging.is_empty()),
         ),
         ("ingressClass", config.ingress_class.is_some()),
         ("ingressService", config.ingress_service.is_some()),

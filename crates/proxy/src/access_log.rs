@@ -8,13 +8,17 @@ mod sink;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
+use envoy_types::pb::envoy::config::accesslog::v3::access_log_filter::FilterSpecifier;
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    AccessLog, AccessLogFilter, access_log, extension_filter,
+};
 use envoy_types::pb::envoy::config::core::v3::{
     SubstitutionFormatString, data_source, substitution_format_string::Format,
 };
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
     FileAccessLog, file_access_log::AccessLogFormat,
 };
+use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
 use envoy_types::pb::google::protobuf::Struct;
 use prometheus_client::metrics::counter::Counter;
 use prost::{Message, Name};
@@ -22,6 +26,7 @@ use prost::{Message, Name};
 pub use format::{FormatError, LogEntry, LogFormat, RequestHead};
 use sink::LogSink;
 
+use crate::attributes::CelExpression;
 use crate::unsupported::{Unsupported, reject_if};
 
 /// Envoy's default format, used when the config names none.
@@ -37,11 +42,16 @@ const ENVOY_DEFAULT_FORMAT: &str = concat!(
 pub struct AccessLogSpec {
     pub path: String,
     pub format: Arc<LogFormat>,
+    /// Envoy's CEL filter: only requests it accepts are logged.
+    pub filter: Option<Arc<CelExpression>>,
 }
 
 impl AccessLogSpec {
     pub fn compile(log: &AccessLog) -> Result<AccessLogSpec, Unsupported> {
-        reject_if(log.filter.is_some(), "access_log.filter")?;
+        let filter = match &log.filter {
+            None => None,
+            Some(filter) => Some(Arc::new(cel_filter(filter)?)),
+        };
         let Some(access_log::ConfigType::TypedConfig(any)) = &log.config_type else {
             return Err(Unsupported("access_log without typed_config"));
         };
@@ -56,8 +66,30 @@ impl AccessLogSpec {
         Ok(AccessLogSpec {
             path: config.path,
             format: Arc::new(format),
+            filter,
         })
     }
+}
+
+/// The one access log filter implemented: Envoy's CEL extension filter.
+fn cel_filter(filter: &AccessLogFilter) -> Result<CelExpression, Unsupported> {
+    let Some(FilterSpecifier::ExtensionFilter(extension)) = &filter.filter_specifier else {
+        return Err(Unsupported(
+            "access log filter other than the CEL extension",
+        ));
+    };
+    let Some(extension_filter::ConfigType::TypedConfig(any)) = &extension.config_type else {
+        return Err(Unsupported(
+            "access log extension filter without typed_config",
+        ));
+    };
+    reject_if(
+        any.type_url != ExpressionFilter::type_url(),
+        "access log extension filter other than CEL",
+    )?;
+    let config = ExpressionFilter::decode(any.value.as_slice())
+        .map_err(|_| Unsupported("undecodable CEL ExpressionFilter"))?;
+    CelExpression::compile(&config.expression)
 }
 
 /// The format a file logger uses: a text format string or a JSON
@@ -125,6 +157,8 @@ fn json(fields: &Struct) -> Result<LogFormat, Unsupported> {
 #[derive(Clone, Debug)]
 pub struct AccessLogger {
     pub format: Arc<LogFormat>,
+    /// Lines only for requests this accepts.
+    pub filter: Option<Arc<CelExpression>>,
     sink: Arc<LogSink>,
 }
 
@@ -176,6 +210,7 @@ impl AccessLogs {
                 };
                 Some(AccessLogger {
                     format: spec.format.clone(),
+                    filter: spec.filter.clone(),
                     sink,
                 })
             })

@@ -353,6 +353,7 @@ mod tests {
             connection_security_policy: "unknown",
             request_protocol: RequestProtocol::Http,
             grpc_response_status: None,
+            custom: None,
         })
     }
 

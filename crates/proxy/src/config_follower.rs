@@ -136,6 +136,8 @@ fn downstream(
         addresses,
         server_name,
         access_logs: state.access_logs.loggers(&hcm.access_logs),
+        stats: hcm.stats.clone(),
+        attribute_roots: hcm.attribute_roots(),
         tracing: hcm.tracing.clone(),
         path_normalization: hcm.path_normalization,
         peer_cache: Default::default(),

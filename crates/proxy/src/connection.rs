@@ -256,6 +256,7 @@ pub(crate) fn connection_labels(
         connection_security_policy: "unknown",
         request_protocol: RequestProtocol::Http,
         grpc_response_status: None,
+        custom: None,
     };
     match direction {
         Direction::Outbound => template,

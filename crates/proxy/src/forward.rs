@@ -68,6 +68,10 @@ pub struct Downstream {
     pub tracing: Option<Arc<crate::trace::TracingSpec>>,
     /// How request paths are rewritten before anything reads them.
     pub path_normalization: crate::path_normalization::PathNormalization,
+    /// The stats filter; `None`: the listener reports no Istio metrics.
+    pub stats: Option<Arc<crate::stats_filter::StatsSpec>>,
+    /// What of each request the tag overrides and log filters read.
+    pub attribute_roots: crate::attributes::Roots,
 }
 
 pub async fn handle(

@@ -6,6 +6,7 @@
 mod access_log;
 mod admin;
 mod attempt;
+mod attributes;
 mod authorize;
 mod body;
 mod circuit_breaker;
@@ -26,6 +27,7 @@ mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gateway_tls;
+mod grpc_messages;
 mod hash_policy;
 mod headers;
 mod http1_framing;
@@ -59,6 +61,7 @@ mod rewrite;
 mod route;
 mod side_call;
 mod state;
+mod stats_filter;
 mod tcp_metrics;
 mod tcp_proxy;
 mod tcp_weighted;

@@ -25,11 +25,13 @@ use crate::jwt::JwtFilter;
 use crate::path_normalization::PathNormalization;
 use crate::rbac::RbacFilter;
 use crate::route::RouteTable;
+use crate::stats_filter::StatsSpec;
 use crate::tcp_proxy::TcpProxySpec;
 use crate::tls_context;
 use crate::trace::TracingSpec;
 use crate::unsupported::{Unsupported, reject_if};
 use crate::xds_address::socket_address;
+use trellis_xds::stats_config::PluginConfig;
 
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 const ORIGINAL_DST: &str = "envoy.filters.listener.original_dst";
@@ -112,6 +114,8 @@ pub struct HcmSpec {
     pub tracing: Option<Arc<TracingSpec>>,
     /// How request paths are rewritten before anything reads them.
     pub path_normalization: PathNormalization,
+    /// The stats filter; `None`: no Istio metrics for these requests.
+    pub stats: Option<Arc<StatsSpec>>,
 }
 
 #[derive(Debug)]
@@ -228,22 +232,27 @@ impl ChainSpec {
             _ => Err(Unsupported("network filter without typed_config")),
         };
         let any = typed(terminal)?;
-        // Network RBAC filters may precede a tcp_proxy, and nothing else.
-        let network_rbac = leading
-            .iter()
-            .map(|filter| {
-                let any = typed(filter)?;
-                reject_if(
-                    any.type_url != NETWORK_RBAC_TYPE,
-                    "network filter before the last other than rbac",
-                )?;
-                RbacFilter::compile_network(&any.value)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // Network RBAC filters and the stats filter may precede a
+        // tcp_proxy, and nothing else.
+        let mut network_rbac = Vec::new();
+        let mut stats = None;
+        for filter in leading {
+            let any = typed(filter)?;
+            if any.type_url == PluginConfig::type_url() {
+                reject_if(stats.is_some(), "istio.stats twice")?;
+                stats = Some(Arc::new(StatsSpec::compile(&any.value)?));
+                continue;
+            }
+            reject_if(
+                any.type_url != NETWORK_RBAC_TYPE,
+                "network filter before the last other than rbac or istio.stats",
+            )?;
+            network_rbac.push(RbacFilter::compile_network(&any.value)?);
+        }
         let network = if any.type_url == HttpConnectionManager::type_url() {
             reject_if(
-                !network_rbac.is_empty(),
-                "network rbac before http_connection_manager",
+                !network_rbac.is_empty() || stats.is_some(),
+                "network rbac or istio.stats before http_connection_manager",
             )?;
             let hcm = HttpConnectionManager::decode(any.value.as_slice())
                 .map_err(|_| Unsupported("undecodable http_connection_manager"))?;
@@ -251,6 +260,7 @@ impl ChainSpec {
         } else if any.type_url == TcpProxy::type_url() {
             NetworkFilter::Tcp(TcpProxySpec {
                 rbac: network_rbac,
+                stats,
                 ..TcpProxySpec::compile(&any.value)?
             })
         } else {
@@ -268,11 +278,22 @@ impl ChainSpec {
 }
 
 impl HcmSpec {
+    /// What of each request the stats filter's and the log filters'
+    /// expressions read.
+    pub fn attribute_roots(&self) -> crate::attributes::Roots {
+        let stats = self.stats.as_ref().map(|s| s.roots).unwrap_or_default();
+        self.access_logs
+            .iter()
+            .filter_map(|log| log.filter.as_ref())
+            .fold(stats, |roots, filter| roots.union(filter.roots()))
+    }
+
     fn compile(hcm: &HttpConnectionManager) -> Result<HcmSpec, Unsupported> {
         let mut fault_filter = false;
         let mut cors_filter = false;
         let mut authz = Vec::new();
         let mut jwt = None;
+        let mut stats = None;
         for filter in &hcm.http_filters {
             let Some(http_filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
                 return Err(Unsupported("http filter without typed_config"));
@@ -305,6 +326,11 @@ impl HcmSpec {
                 )?)));
                 continue;
             }
+            if any.type_url == PluginConfig::type_url() {
+                reject_if(stats.is_some(), "istio.stats twice")?;
+                stats = Some(Arc::new(StatsSpec::compile(&any.value)?));
+                continue;
+            }
             if any.type_url == crate::jwt::FILTER_TYPE {
                 // RBAC reads what the JWT filter verified.
                 reject_if(
@@ -316,7 +342,7 @@ impl HcmSpec {
             }
             reject_if(
                 any.type_url != ROUTER_TYPE,
-                "http filter other than cors, fault, jwt_authn, rbac, ext_authz or router",
+                "http filter other than cors, fault, jwt_authn, rbac, ext_authz, istio.stats or router",
             )?;
         }
         let access_logs = hcm
@@ -356,6 +382,7 @@ impl HcmSpec {
             access_logs,
             tracing,
             path_normalization: PathNormalization::compile(hcm)?,
+            stats,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! `istio_request_duration_milliseconds`, `istio_request_bytes`,
 //! `istio_response_bytes`) with Istio's label names.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
@@ -10,7 +11,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::attributes::Attributes;
 use crate::metric_labels::{Service, Shared, Workload};
+use crate::stats_filter::{CustomLabels, Metric, StatsSpec};
 
 /// Istio's default duration buckets, in milliseconds.
 const DURATION_BUCKETS: [f64; 19] = [
@@ -73,6 +76,8 @@ pub struct RequestLabels {
     /// The gRPC status of a gRPC response (trailers, or a trailers-only
     /// response's headers).
     pub grpc_response_status: Option<u8>,
+    /// Labels a Telemetry override changed, for one metric's series.
+    pub custom: Option<Arc<CustomLabels>>,
 }
 
 impl EncodeLabelSet for RequestLabels {
@@ -122,7 +127,10 @@ impl EncodeLabelSet for RequestLabels {
                 self.connection_security_policy,
             ),
         ];
-        labels.as_slice().encode(encoder)
+        match &self.custom {
+            None => labels.as_slice().encode(encoder),
+            Some(custom) => custom.encode(&labels, encoder),
+        }
     }
 }
 
@@ -134,6 +142,8 @@ struct Series {
     durations: Histogram,
     request_sizes: Histogram,
     response_sizes: Histogram,
+    /// gRPC requests only: messages each way.
+    messages: Option<(Counter, Counter)>,
 }
 
 /// The last series a connection recorded into: requests on one
@@ -142,11 +152,14 @@ struct Series {
 #[derive(Debug, Default)]
 pub struct SeriesCache(std::sync::Mutex<Option<(RequestLabels, Series)>>);
 
-/// Body bytes of one request and its response.
+/// Body bytes of one request and its response, and the gRPC messages in
+/// each.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BodySizes {
     pub request: u64,
     pub response: u64,
+    pub request_messages: u64,
+    pub response_messages: u64,
 }
 
 pub struct Metrics {
@@ -155,6 +168,8 @@ pub struct Metrics {
     durations: Family<RequestLabels, Histogram>,
     request_sizes: Family<RequestLabels, Histogram>,
     response_sizes: Family<RequestLabels, Histogram>,
+    request_messages: Family<RequestLabels, Counter>,
+    response_messages: Family<RequestLabels, Counter>,
     /// Access log lines lost because a writer fell behind.
     pub access_log_dropped: Counter,
     pub tcp: crate::tcp_metrics::TcpMetrics,
@@ -193,6 +208,18 @@ impl Default for Metrics {
             "Response body sizes",
             response_sizes.clone(),
         );
+        let request_messages = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "istio_request_messages",
+            "gRPC messages sent by clients",
+            request_messages.clone(),
+        );
+        let response_messages = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "istio_response_messages",
+            "gRPC messages sent by servers",
+            response_messages.clone(),
+        );
         let access_log_dropped = Counter::default();
         registry.register(
             "trellis_access_log_dropped_lines",
@@ -206,6 +233,8 @@ impl Default for Metrics {
             durations,
             request_sizes,
             response_sizes,
+            request_messages,
+            response_messages,
             access_log_dropped,
             tcp,
         }
@@ -213,13 +242,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn record(
+    /// Counts one request as `stats` (its listener's stats filter) says.
+    pub fn record<'a>(
         &self,
         labels: &RequestLabels,
         elapsed: Duration,
         sizes: BodySizes,
         cache: &SeriesCache,
+        stats: &StatsSpec,
+        attributes: impl FnOnce() -> Attributes<'a>,
     ) {
+        if !stats.plain {
+            return self.record_overridden(labels, elapsed, sizes, stats, &attributes());
+        }
         let series = {
             let mut cached = cache.0.lock().unwrap_or_else(|e| e.into_inner());
             match cached.as_ref() {
@@ -235,14 +270,69 @@ impl Metrics {
         series.request_sizes.observe(sizes.request as f64);
         series.response_sizes.observe(sizes.response as f64);
         series.requests.inc();
+        if let Some((sent, received)) = &series.messages {
+            sent.inc_by(sizes.request_messages);
+            received.inc_by(sizes.response_messages);
+        }
+    }
+
+    /// The slow path: each metric with its own labels, or not at all.
+    fn record_overridden(
+        &self,
+        labels: &RequestLabels,
+        elapsed: Duration,
+        sizes: BodySizes,
+        stats: &StatsSpec,
+        attributes: &Attributes<'_>,
+    ) {
+        let labelled = |metric: Metric| {
+            let rule = stats.rule(metric);
+            (!rule.drop).then(|| RequestLabels {
+                custom: rule.custom(attributes),
+                ..labels.clone()
+            })
+        };
+        if let Some(labels) = labelled(Metric::Requests) {
+            self.requests.get_or_create(&labels).inc();
+        }
+        if let Some(labels) = labelled(Metric::Duration) {
+            let milliseconds = elapsed.as_secs_f64() * 1000.0;
+            self.durations.get_or_create(&labels).observe(milliseconds);
+        }
+        if let Some(labels) = labelled(Metric::RequestBytes) {
+            let size = sizes.request as f64;
+            self.request_sizes.get_or_create(&labels).observe(size);
+        }
+        if let Some(labels) = labelled(Metric::ResponseBytes) {
+            let size = sizes.response as f64;
+            self.response_sizes.get_or_create(&labels).observe(size);
+        }
+        if labels.request_protocol != RequestProtocol::Grpc {
+            return;
+        }
+        if let Some(labels) = labelled(Metric::RequestMessages) {
+            let count = sizes.request_messages;
+            self.request_messages.get_or_create(&labels).inc_by(count);
+        }
+        if let Some(labels) = labelled(Metric::ResponseMessages) {
+            let count = sizes.response_messages;
+            self.response_messages.get_or_create(&labels).inc_by(count);
+        }
     }
 
     fn series(&self, labels: &RequestLabels) -> Series {
+        let grpc = labels.request_protocol == RequestProtocol::Grpc;
         Series {
             requests: self.requests.get_or_create(labels).clone(),
             durations: self.durations.get_or_create(labels).clone(),
             request_sizes: self.request_sizes.get_or_create(labels).clone(),
             response_sizes: self.response_sizes.get_or_create(labels).clone(),
+            messages: grpc.then(|| {
+                (
+                    self.request_messages.get_or_create(labels).clone(),
+                    self.response_messages.get_or_create(labels).clone(),
+                )
+            }),
         }
     }
 
@@ -281,20 +371,45 @@ mod tests {
             connection_security_policy: "mutual_tls",
             request_protocol: RequestProtocol::Grpc,
             grpc_response_status: Some(14),
+            custom: None,
         };
         let sizes = BodySizes {
             request: 5,
             response: 2000,
+            request_messages: 1,
+            response_messages: 3,
         };
+        let standard = StatsSpec::standard();
         let cache = SeriesCache::default();
-        metrics.record(&labels, Duration::from_millis(3), sizes, &cache);
+        metrics.record(
+            &labels,
+            Duration::from_millis(3),
+            sizes,
+            &cache,
+            &standard,
+            Attributes::default,
+        );
         // A second request through the cached handles counts in the same series.
-        metrics.record(&labels, Duration::from_millis(3), sizes, &cache);
+        metrics.record(
+            &labels,
+            Duration::from_millis(3),
+            sizes,
+            &cache,
+            &standard,
+            Attributes::default,
+        );
         let other = RequestLabels {
             response_code: 503,
             ..labels.clone()
         };
-        metrics.record(&other, Duration::from_millis(3), sizes, &cache);
+        metrics.record(
+            &other,
+            Duration::from_millis(3),
+            sizes,
+            &cache,
+            &standard,
+            Attributes::default,
+        );
         let text = metrics.render();
         let line = |prefix: &str| {
             text.lines()
@@ -316,6 +431,15 @@ mod tests {
         );
         assert!(
             line("istio_response_bytes_sum{").ends_with(" 4000.0"),
+            "{text}"
+        );
+        // Two gRPC requests of 1 message each, answered with 3 each.
+        assert!(
+            line("istio_request_messages_total{").ends_with(" 2"),
+            "{text}"
+        );
+        assert!(
+            line("istio_response_messages_total{").ends_with(" 6"),
             "{text}"
         );
         let unavailable = text

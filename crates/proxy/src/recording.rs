@@ -15,9 +15,11 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use crate::access_log::{LogEntry, RequestHead};
+use crate::attributes::{Attributes, RequestFacts, ResponseFacts};
 use crate::body::ProxyBody;
 use crate::cluster::Cluster;
 use crate::forward::Downstream;
+use crate::grpc_messages::MessageCounter;
 use crate::jwt::VerifiedJwt;
 use crate::listener::Direction;
 use crate::metrics::{BodySizes, RequestLabels, RequestProtocol};
@@ -69,6 +71,12 @@ pub struct Recording {
     bytes_received: Arc<AtomicU64>,
     bytes_sent: u64,
     grpc_status: Option<u8>,
+    /// gRPC messages the client sent (its body counts them).
+    request_messages: Arc<AtomicU64>,
+    response_messages: MessageCounter,
+    /// Kept only when an expression (tag override, log filter) reads them.
+    request_facts: Option<RequestFacts>,
+    response_facts: Option<ResponseFacts>,
 }
 
 impl Recording {
@@ -94,11 +102,26 @@ impl Recording {
         let protocol = protocol(request.version());
         let mut labels = downstream.labels.clone();
         labels.request_protocol = RequestProtocol::of(request.headers());
+        let request_facts = downstream.attribute_roots.request.then(|| RequestFacts {
+            method: head.method.to_string(),
+            path: head.path.to_string(),
+            host: head.authority.unwrap_or_default().to_string(),
+            scheme: head.scheme,
+            protocol,
+            headers: request.headers().clone(),
+        });
         let counter = bytes_received.clone();
+        let request_messages = Arc::new(AtomicU64::new(0));
+        let mut messages = (labels.request_protocol == RequestProtocol::Grpc)
+            .then(|| (MessageCounter::default(), request_messages.clone()));
         let request = request.map(|body| {
             body.map_frame(move |frame| {
                 if let Some(data) = frame.data_ref() {
                     counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if let Some((counter, total)) = &mut messages {
+                        counter.feed(data);
+                        total.store(counter.messages(), Ordering::Relaxed);
+                    }
                 }
                 frame
             })
@@ -117,6 +140,10 @@ impl Recording {
             bytes_received,
             bytes_sent: 0,
             grpc_status: None,
+            request_messages,
+            response_messages: MessageCounter::default(),
+            request_facts,
+            response_facts: None,
         };
         (recording, request)
     }
@@ -134,6 +161,11 @@ impl Recording {
             .iter()
             .map(|log| log.format.capture_response(response.headers()))
             .collect();
+        if self.downstream.attribute_roots.response_headers {
+            self.response_facts = Some(ResponseFacts {
+                headers: response.headers().clone(),
+            });
+        }
         response.map(|body| {
             RecordedBody {
                 body,
@@ -141,6 +173,38 @@ impl Recording {
             }
             .boxed()
         })
+    }
+
+    /// What CEL expressions read of this request, now that it is over.
+    fn attributes(&self) -> Attributes<'_> {
+        let exchange = &self.exchange;
+        let peer_uri_san = self
+            .downstream
+            .peer
+            .as_ref()
+            .and_then(|peer| peer.identity.as_ref())
+            .map(|_| exchange.labels.source.principal.as_str())
+            .filter(|p| !p.is_empty());
+        Attributes {
+            request: self.request_facts.as_ref(),
+            request_time: Some(self.start_time),
+            duration: Some(self.started.elapsed()),
+            request_size: self.bytes_received.load(Ordering::Relaxed),
+            response_code: self.response_code,
+            response_code_details: exchange.details,
+            response_flags: exchange.labels.response_flags,
+            grpc_status: self.grpc_status,
+            response: self.response_facts.as_ref(),
+            response_size: self.bytes_sent,
+            source: Some(self.downstream.addresses.remote),
+            destination: Some(self.downstream.addresses.local),
+            upstream: exchange.upstream_host,
+            mtls: self.downstream.peer.is_some(),
+            requested_server_name: self.downstream.server_name.as_deref(),
+            peer_uri_san,
+            route_name: exchange.route_name.as_deref(),
+            cluster_name: exchange.cluster.as_deref().map(|c| c.spec.name.as_str()),
+        }
     }
 
     fn write_access_logs(&self) {
@@ -156,7 +220,18 @@ impl Recording {
             .filter(|c| c.is_mesh_tls() && self.downstream.direction == Direction::Outbound)
             .map(|_| exchange.labels.destination.principal.as_str());
         let no_headers = Vec::new();
+        let filtered = self
+            .downstream
+            .access_logs
+            .iter()
+            .any(|l| l.filter.is_some());
+        let attributes = filtered.then(|| self.attributes());
         for (index, logger) in self.downstream.access_logs.iter().enumerate() {
+            if let (Some(filter), Some(attributes)) = (&logger.filter, &attributes)
+                && !filter.matches(attributes)
+            {
+                continue;
+            }
             logger.write(&LogEntry {
                 start: self.start_time,
                 duration: self.started.elapsed(),
@@ -195,13 +270,19 @@ impl Drop for Recording {
         let sizes = BodySizes {
             request: self.bytes_received.load(Ordering::Relaxed),
             response: self.bytes_sent,
+            request_messages: self.request_messages.load(Ordering::Relaxed),
+            response_messages: self.response_messages.messages(),
         };
-        self.state.metrics.record(
-            labels,
-            self.started.elapsed(),
-            sizes,
-            &self.downstream.series,
-        );
+        if let Some(stats) = &self.downstream.stats {
+            self.state.metrics.record(
+                &self.exchange.labels,
+                self.started.elapsed(),
+                sizes,
+                &self.downstream.series,
+                stats,
+                || self.attributes(),
+            );
+        }
         if !self.downstream.access_logs.is_empty() {
             self.write_access_logs();
         }
@@ -250,6 +331,9 @@ impl Body for RecordedBody {
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
                 this.recording.bytes_sent += data.len() as u64;
+                if this.recording.exchange.labels.request_protocol == RequestProtocol::Grpc {
+                    this.recording.response_messages.feed(data);
+                }
             } else if let Some(trailers) = frame.trailers_ref()
                 && this.recording.exchange.labels.request_protocol == RequestProtocol::Grpc
             {

@@ -8,8 +8,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use std::sync::Arc;
+
+use crate::attributes::Attributes;
 use crate::metric_labels::{Service, Shared, Workload};
 use crate::metrics::{Reporter, RequestLabels};
+use crate::stats_filter::{CustomLabels, Metric, StatsSpec};
 
 /// Every label of one connection's series.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -20,6 +24,8 @@ pub struct TcpLabels {
     pub service: Shared<Service>,
     pub response_flags: &'static str,
     pub connection_security_policy: &'static str,
+    /// Labels a Telemetry override changed, for one metric's series.
+    pub custom: Option<Arc<CustomLabels>>,
 }
 
 impl TcpLabels {
@@ -32,6 +38,7 @@ impl TcpLabels {
             service: labels.service,
             response_flags: labels.response_flags,
             connection_security_policy: labels.connection_security_policy,
+            custom: None,
         }
     }
 }
@@ -65,7 +72,10 @@ impl EncodeLabelSet for TcpLabels {
                 self.connection_security_policy,
             ),
         ];
-        labels.as_slice().encode(encoder)
+        match &self.custom {
+            None => labels.as_slice().encode(encoder),
+            Some(custom) => custom.encode(&labels, encoder),
+        }
     }
 }
 
@@ -111,14 +121,43 @@ impl TcpMetrics {
         metrics
     }
 
-    pub fn opened(&self, labels: &TcpLabels) {
-        self.opened.get_or_create(labels).inc();
+    /// A connection was opened, counted as `stats` says.
+    pub fn opened(&self, labels: &TcpLabels, stats: &StatsSpec, attributes: &Attributes<'_>) {
+        if let Some(labels) = labelled(labels, stats, Metric::TcpOpened, attributes) {
+            self.opened.get_or_create(&labels).inc();
+        }
     }
 
     /// A connection ended, having received and sent these bytes.
-    pub fn closed(&self, labels: &TcpLabels, received: u64, sent: u64) {
-        self.closed.get_or_create(labels).inc();
-        self.received_bytes.get_or_create(labels).inc_by(received);
-        self.sent_bytes.get_or_create(labels).inc_by(sent);
+    pub fn closed(
+        &self,
+        labels: &TcpLabels,
+        stats: &StatsSpec,
+        attributes: &Attributes<'_>,
+        (received, sent): (u64, u64),
+    ) {
+        if let Some(labels) = labelled(labels, stats, Metric::TcpClosed, attributes) {
+            self.closed.get_or_create(&labels).inc();
+        }
+        if let Some(labels) = labelled(labels, stats, Metric::TcpReceivedBytes, attributes) {
+            self.received_bytes.get_or_create(&labels).inc_by(received);
+        }
+        if let Some(labels) = labelled(labels, stats, Metric::TcpSentBytes, attributes) {
+            self.sent_bytes.get_or_create(&labels).inc_by(sent);
+        }
     }
+}
+
+/// `labels` as `metric`'s overrides make them; `None`: it is dropped.
+fn labelled(
+    labels: &TcpLabels,
+    stats: &StatsSpec,
+    metric: Metric,
+    attributes: &Attributes<'_>,
+) -> Option<TcpLabels> {
+    let rule = stats.rule(metric);
+    (!rule.drop).then(|| TcpLabels {
+        custom: rule.custom(attributes),
+        ..labels.clone()
+    })
 }

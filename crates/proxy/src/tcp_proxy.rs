@@ -17,6 +17,7 @@ use tower_service::Service as _;
 use copy::copy_both_ways;
 
 use crate::access_log::{AccessLogSpec, AccessLogger, LogEntry};
+use crate::attributes::Attributes;
 use crate::cluster::Cluster;
 use crate::connection::Addresses;
 use crate::connector::{MeshConnector, UpstreamStream, UpstreamTls};
@@ -24,6 +25,7 @@ use crate::metric_labels::{Service, Shared, Workload};
 use crate::metrics::{Reporter, RequestLabels};
 use crate::rbac::{ConnectionFacts, RbacFilter};
 use crate::state::ProxyState;
+use crate::stats_filter::StatsSpec;
 use crate::tcp_metrics::TcpLabels;
 use crate::tcp_weighted::WeightedClusters;
 use crate::unsupported::{Unsupported, reject_if};
@@ -45,6 +47,8 @@ pub struct TcpProxySpec {
     pub access_logs: Vec<AccessLogSpec>,
     /// The chain's network RBAC filters, run in order on each connection.
     pub rbac: Vec<RbacFilter>,
+    /// The chain's stats filter; `None`: no Istio TCP metrics.
+    pub stats: Option<Arc<StatsSpec>>,
 }
 
 impl TcpProxySpec {
@@ -89,6 +93,7 @@ impl TcpProxySpec {
             idle_timeout,
             access_logs,
             rbac: Vec::new(),
+            stats: None,
         })
     }
 }
@@ -160,13 +165,47 @@ pub async fn serve<S>(
             // Closed without a byte read: Envoy's NoFlush close.
             log.flags = Refusal::AccessDenied.flag();
             log.termination_details = Some(details);
-            state.metrics.tcp.opened(&labels);
+            report_opened(spec, &labels, &log, &downstream, &state);
         }
-        Ok(()) => proxy(stream, spec, &mut labels, &mut log, &state).await,
+        Ok(()) => proxy(stream, spec, &mut labels, &mut log, &downstream, &state).await,
     }
     labels.response_flags = log.flags;
-    state.metrics.tcp.closed(&labels, log.bytes.0, log.bytes.1);
-    log.write(&loggers, start);
+    let attributes = attributes(&log, &downstream);
+    if let Some(stats) = &spec.stats {
+        state
+            .metrics
+            .tcp
+            .closed(&labels, stats, &attributes, log.bytes);
+    }
+    log.write(&loggers, &attributes, start);
+}
+
+/// What tag overrides read of a connection.
+fn attributes<'a>(log: &ConnectionLog<'a>, downstream: &'a Downstream<'_>) -> Attributes<'a> {
+    Attributes {
+        source: Some(downstream.addresses.remote),
+        destination: Some(downstream.addresses.local),
+        upstream: log.upstream,
+        mtls: downstream.principal.is_some(),
+        requested_server_name: downstream.server_name,
+        peer_uri_san: downstream.principal,
+        response_flags: log.flags,
+        cluster_name: Some(log.cluster),
+        ..Default::default()
+    }
+}
+
+fn report_opened(
+    spec: &TcpProxySpec,
+    labels: &TcpLabels,
+    log: &ConnectionLog<'_>,
+    downstream: &Downstream<'_>,
+    state: &ProxyState,
+) {
+    if let Some(stats) = &spec.stats {
+        let attributes = attributes(log, downstream);
+        state.metrics.tcp.opened(labels, stats, &attributes);
+    }
 }
 
 /// Runs the network RBAC filters in order; `Err` holds the denial's
@@ -200,6 +239,7 @@ async fn proxy<S>(
     spec: &TcpProxySpec,
     labels: &mut TcpLabels,
     log: &mut ConnectionLog<'_>,
+    downstream: &Downstream<'_>,
     state: &ProxyState,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -208,7 +248,7 @@ async fn proxy<S>(
         Err(refusal) => {
             tracing::debug!(cluster = %log.cluster, destination = %log.addresses.local, ?refusal, "tcp_proxy refused");
             log.flags = refusal.flag();
-            state.metrics.tcp.opened(labels);
+            report_opened(spec, labels, log, downstream, state);
         }
         Ok(upstream) => {
             log.upstream = Some(upstream.address);
@@ -216,7 +256,7 @@ async fn proxy<S>(
             if labels.reporter == Reporter::Source {
                 labels.destination = upstream.workload;
             }
-            state.metrics.tcp.opened(labels);
+            report_opened(spec, labels, log, downstream, state);
             let (bytes, idle) = copy_both_ways(stream, upstream.stream, spec.idle_timeout).await;
             log.bytes = bytes;
             if idle {
@@ -294,7 +334,12 @@ struct ConnectionLog<'a> {
 }
 
 impl ConnectionLog<'_> {
-    fn write(&self, loggers: &[AccessLogger], (start, started): (SystemTime, Instant)) {
+    fn write(
+        &self,
+        loggers: &[AccessLogger],
+        attributes: &Attributes<'_>,
+        (start, started): (SystemTime, Instant),
+    ) {
         let entry = LogEntry {
             start,
             duration: started.elapsed(),
@@ -317,7 +362,9 @@ impl ConnectionLog<'_> {
             jwt: None,
         };
         for logger in loggers {
-            logger.write(&entry);
+            if logger.filter.as_ref().is_none_or(|f| f.matches(attributes)) {
+                logger.write(&entry);
+            }
         }
     }
 }

@@ -24,6 +24,7 @@ mod routes;
 mod scope;
 mod security;
 mod sharing;
+mod telemetry;
 mod trace;
 
 use trellis_api::PathNormalizationMode;
@@ -44,8 +45,13 @@ pub use scope::{applicable_sidecar, outbound_view};
 pub use security::ext_authz::{
     AuthzProtocol, AuthzProvider, DEFAULT_TIMEOUT as DEFAULT_AUTHZ_TIMEOUT, HttpAuthz,
 };
+pub use security::{InboundMtls, inbound_mtls};
 pub use sharing::{
     SharingClass, only_endpoints_changed, shared_clusters, shared_listeners, workload_resources,
+};
+pub use telemetry::{
+    CEL_FILTER_NAME, ENVOY_PROVIDER, FileLogProvider, MeshAccessLogging, MeshMetrics,
+    PROMETHEUS_PROVIDER,
 };
 pub use trace::{DEFAULT_SAMPLING_PERCENT, MeshTracing, TracerKind, TracingProvider};
 
@@ -73,6 +79,12 @@ pub struct MeshOptions {
     /// The mesh config's external authorizers, which CUSTOM
     /// AuthorizationPolicies name (`extensionProviders`).
     pub authz_providers: Vec<AuthzProvider>,
+    /// Metrics providers (`defaultProviders.metrics`, `prometheus`
+    /// providers), which Telemetry resources select.
+    pub metrics: MeshMetrics,
+    /// File access log providers (`envoyFileAccessLog`,
+    /// `defaultProviders.accessLogging`), which Telemetry resources select.
+    pub access_logging: MeshAccessLogging,
 }
 
 /// Istio's defaults: access logging is off unless the mesh config sets
@@ -87,6 +99,8 @@ impl Default for MeshOptions {
             tracing: MeshTracing::default(),
             path_normalization: PathNormalizationMode::Base,
             authz_providers: Vec::new(),
+            metrics: MeshMetrics::default(),
+            access_logging: MeshAccessLogging::default(),
         }
     }
 }
@@ -120,6 +134,7 @@ pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) 
             &security::rbac_filters(snapshot, node, &mesh.authz_providers),
         );
         trace::apply(&mut gateway.listeners, snapshot, node, &mesh.tracing);
+        telemetry::apply(&mut gateway.listeners, snapshot, node, mesh);
         return ProxyResources {
             listeners: gateway.listeners,
             routes: gateway.routes,
@@ -142,6 +157,7 @@ pub fn translate_with(snapshot: &Snapshot, node: &NodeInfo, mesh: &MeshOptions) 
     let mut listeners = inbound.listeners;
     listeners.extend(listeners::outbound(node, &access_logs));
     trace::apply(&mut listeners, snapshot, node, &mesh.tracing);
+    telemetry::apply(&mut listeners, snapshot, node, mesh);
     ProxyResources {
         listeners,
         routes,

@@ -19,7 +19,9 @@ use trellis_xds::{NodeInfo, ProxyResources};
 
 use prost::Message;
 
-use crate::{MeshOptions, access_log, capture, clusters, endpoints, listeners, scope, trace};
+use crate::{
+    MeshOptions, access_log, capture, clusters, endpoints, listeners, scope, telemetry, trace,
+};
 
 /// The inputs of a sidecar's outbound half.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +39,9 @@ pub struct SharingClass {
     /// The client-side `tracing` of the outbound connection managers,
     /// encoded: Telemetry can select workloads by label.
     outbound_tracing: Option<Vec<u8>>,
+    /// The client side's Telemetry metrics and access logs, encoded, when
+    /// a Telemetry resource applies.
+    outbound_telemetry: Option<Vec<u8>>,
     /// The Sidecar resource that scopes the outbound half, if any
     /// (`namespace/name`).
     sidecar: Option<String>,
@@ -61,6 +66,7 @@ impl SharingClass {
             locality: locality.to_string(),
             outbound_port: node.outbound_port,
             outbound_tracing: outbound_tracing(snapshot, node, mesh),
+            outbound_telemetry: telemetry::client_side_digest(snapshot, node, mesh),
             sidecar: scope::applicable_sidecar(snapshot, node)
                 .map(|sidecar| format!("{}/{}", sidecar.namespace(), sidecar.name())),
         })
@@ -153,6 +159,7 @@ pub fn shared_listeners(
             let (mut listeners, routes) =
                 capture::outbound_listeners(visible, node, mesh, &access_logs(mesh));
             trace::apply(&mut listeners, snapshot, node, &mesh.tracing);
+            telemetry::apply(&mut listeners, snapshot, node, mesh);
             ProxyResources {
                 listeners,
                 routes,
@@ -181,6 +188,7 @@ pub fn workload_resources(
     };
     listeners.extend(inbound.listeners);
     trace::apply(&mut listeners, snapshot, node, &mesh.tracing);
+    telemetry::apply(&mut listeners, snapshot, node, mesh);
     ProxyResources {
         listeners,
         clusters: inbound.clusters,

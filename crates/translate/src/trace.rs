@@ -24,10 +24,11 @@ use envoy_types::pb::envoy::r#type::tracing::v3::{CustomTag, custom_tag};
 use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::util::pack_any;
 use prost::{Message, Name};
-use trellis_api::{CustomTag as TelemetryTag, Tracing as TelemetryTracing, WorkloadMode};
-use trellis_api::{AnyResource, ROOT_NAMESPACE};
+use trellis_api::{CustomTag as TelemetryTag, Tracing as TelemetryTracing};
 use trellis_config::Snapshot;
 use trellis_xds::NodeInfo;
+
+use crate::telemetry::levels::{applicable, mode_applies};
 
 /// Istio's `defaultConfig.tracing.sampling` when unset: 1%.
 pub const DEFAULT_SAMPLING_PERCENT: f64 = 1.0;
@@ -101,45 +102,16 @@ impl Effective {
 }
 
 fn applies(entry: &TelemetryTracing, server: bool) -> bool {
-    match entry.match_.as_ref().and_then(|m| m.mode.as_ref()) {
-        None | Some(WorkloadMode::ClientAndServer) => true,
-        Some(WorkloadMode::Server) => server,
-        Some(WorkloadMode::Client) => !server,
-    }
+    mode_applies(entry.match_.as_ref().and_then(|m| m.mode), server)
 }
 
-/// The Telemetry `tracing` entries for `node`, least specific first.
+/// The Telemetry `tracing` entries for `node`, merged.
 fn resolve(snapshot: &Snapshot, node: &NodeInfo, server: bool) -> Effective {
-    let mut levels: [Vec<&TelemetryTracing>; 3] = Default::default();
-    for resource in &snapshot.resources {
-        let AnyResource::Telemetry(telemetry) = &**resource else {
-            continue;
-        };
-        let namespace = telemetry.namespace();
-        let selector = telemetry
-            .spec
-            .selector
-            .as_ref()
-            .filter(|s| !s.match_labels.is_empty());
-        let level = match selector {
-            None if namespace == ROOT_NAMESPACE => 0,
-            None if namespace == node.namespace => 1,
-            Some(selector)
-                if namespace == node.namespace
-                    && selector
-                        .match_labels
-                        .iter()
-                        .all(|(k, v)| node.labels.get(k) == Some(v)) =>
-            {
-                2
-            }
-            _ => continue,
-        };
-        levels[level].extend(telemetry.spec.tracing.iter().filter(|t| applies(t, server)));
-    }
     let mut effective = Effective::default();
-    for entry in levels.iter().flatten() {
-        effective.merge(entry);
+    for telemetry in applicable(snapshot, node) {
+        for entry in telemetry.tracing.iter().filter(|t| applies(t, server)) {
+            effective.merge(entry);
+        }
     }
     effective
 }

@@ -209,6 +209,8 @@ fn strings(values: &[&str]) -> Vec<String> {
 fn undeclared_ports_are_sniffed_on_both_sides() {
     const HCM: &str = "envoy.filters.network.http_connection_manager";
     const TCP: &str = "envoy.filters.network.tcp_proxy";
+    // Istio's stats filter runs before every tcp_proxy.
+    const TCP_STATS: [&str; 2] = ["istio.stats", TCP];
     let api = translated(
         &sidecar("api", "10.20.0.3"),
         OutboundTrafficPolicy::AllowAny,
@@ -237,11 +239,11 @@ fn undeclared_ports_are_sniffed_on_both_sides() {
                 strings(&["http/1.0", "http/1.1", "h2c"]),
                 strings(&[HCM])
             ),
-            ("inbound_9100_tls".to_string(), vec![], strings(&[TCP])),
+            ("inbound_9100_tls".to_string(), vec![], strings(&TCP_STATS)),
             (
                 "inbound_9100_raw_buffer".to_string(),
                 vec![],
-                strings(&[TCP])
+                strings(&TCP_STATS)
             ),
         ]
     );
@@ -259,7 +261,11 @@ fn undeclared_ports_are_sniffed_on_both_sides() {
                 strings(&["http/1.0", "http/1.1", "h2c"]),
                 strings(&[HCM])
             ),
-            ("virtualInbound-raw".to_string(), vec![], strings(&[TCP])),
+            (
+                "virtualInbound-raw".to_string(),
+                vec![],
+                strings(&TCP_STATS)
+            ),
         ]
     );
     // Declared HTTP keeps its chains without sniffing.
@@ -289,7 +295,7 @@ fn undeclared_ports_are_sniffed_on_both_sides() {
             (
                 "outbound|9100||api.shop.svc.cluster.local".to_string(),
                 vec![],
-                strings(&[TCP])
+                strings(&TCP_STATS)
             ),
             (
                 "outbound_0.0.0.0_9100_passthrough_http".to_string(),
@@ -299,7 +305,7 @@ fn undeclared_ports_are_sniffed_on_both_sides() {
             (
                 "PassthroughFilterChain".to_string(),
                 vec![],
-                strings(&[TCP])
+                strings(&TCP_STATS)
             ),
         ]
     );

@@ -14,6 +14,7 @@ mod proxy_meta;
 pub mod resources;
 pub mod server;
 mod service;
+pub mod stats_config;
 mod throttle;
 pub mod type_url;
 

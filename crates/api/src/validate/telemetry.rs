@@ -125,7 +125,8 @@ fn validate_metrics(violations: &mut Violations, field: &str, metrics: &Metrics)
                         format!("cannot specify a value for tag {tag:?} to remove"),
                     );
                 }
-                _ => {}
+                TagOperation::Upsert => cel_syntax(violations, &format!("{field}.value"), value),
+                TagOperation::Remove => {}
             }
         }
     }
@@ -141,6 +142,26 @@ fn validate_access_logging(violations: &mut Violations, field: &str, logging: &A
         violations.push(
             format!("{field}.filter.expression"),
             "filter expression must be set",
+        );
+    } else if let Some(filter) = &logging.filter {
+        cel_syntax(
+            violations,
+            &format!("{field}.filter.expression"),
+            &filter.expression,
+        );
+    }
+}
+
+/// Tag values and log filters are CEL over Envoy's attributes: one that
+/// does not parse would make every proxy reject its listeners.
+fn cel_syntax(violations: &mut Violations, field: &str, expression: &str) {
+    if let Err(error) = cel::Program::compile(expression) {
+        let reason = error.to_string();
+        // The first line names the problem; the rest draws the source.
+        let first = reason.lines().next().unwrap_or("syntax error");
+        violations.push(
+            field,
+            format!("invalid CEL expression {expression:?}: {first}"),
         );
     }
 }

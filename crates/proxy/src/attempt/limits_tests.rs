@@ -98,6 +98,7 @@ async fn send(cluster: &Cluster) -> (Result<Response<ProxyBody>, Failure>, Excha
         connection_security_policy: "unknown",
         request_protocol: RequestProtocol::Http,
         grpc_response_status: None,
+        custom: None,
     });
     let attempts = Attempts {
         head: UpstreamHead {

@@ -102,8 +102,10 @@ async fn a_denied_connection_is_closed_counted_and_logged() {
                 )
                 .unwrap(),
             ),
+            filter: None,
         }],
         rbac: vec![RbacFilter::compile_network(&allow_nothing.encode_to_vec()).unwrap()],
+        stats: Some(Arc::new(crate::stats_filter::StatsSpec::standard())),
     };
     let state = test_state();
     let (mut client, proxy_downstream) = duplex(64);

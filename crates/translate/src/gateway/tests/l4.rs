@@ -37,8 +37,10 @@ fn listener_json(resources: &trellis_xds::ProxyResources, name: &str) -> Value {
     message_to_json(listener).unwrap()
 }
 
+/// The chain's last filter: the stats filter comes before it.
 fn tcp_proxy(chain: &Value) -> &Value {
-    &chain["filters"][0]["typedConfig"]
+    let filters = chain["filters"].as_array().expect("a filter list");
+    &filters.last().expect("a tcp_proxy")["typedConfig"]
 }
 
 #[test]
