@@ -51,6 +51,11 @@ pub struct LoadedFile {
 /// starting with `.`) are skipped: editors' swap files, and the `..data`
 /// directories through which Kubernetes swaps mounted ConfigMaps.
 pub fn load_directory(dir: &Path) -> DirectoryLoad {
+    load_directory_observed(dir, |_, _| {})
+}
+
+/// [`load_directory`], showing `observe` each file's text as it is read.
+pub fn load_directory_observed(dir: &Path, mut observe: impl FnMut(&Path, &str)) -> DirectoryLoad {
     let mut load = DirectoryLoad {
         root: dir.to_path_buf(),
         files: Vec::new(),
@@ -63,6 +68,7 @@ pub fn load_directory(dir: &Path) -> DirectoryLoad {
     for path in paths {
         match read_text(&path) {
             Ok(text) => {
+                observe(&path, &text);
                 let outcome = parse_yaml(&path, &text);
                 load.files.push(LoadedFile {
                     path,

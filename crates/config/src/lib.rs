@@ -15,7 +15,8 @@
 //!   followed; loops end.
 //! - A directory that cannot be listed is "unknown", not empty: what was
 //!   loaded from it stays in force.
-//! - A file's problems are printed when they change, not on every reload.
+//! - A file's problems are printed when they change, not on every reload;
+//!   its resources are counted in [`validation`]'s metrics the same way.
 //! - Snapshot resources are sorted by kind, namespace and name.
 //! - Endpoints come from WorkloadEntries with IP addresses; an entry
 //!   without a service account runs as `default`.
@@ -27,10 +28,11 @@ mod error;
 pub mod registry;
 mod snapshot;
 mod store;
+pub mod validation;
 
 pub use directory::{
-    Debounce, DirectoryLoad, DirectoryWatcher, LoadedFile, SnapshotReceiver, load_directory, watch,
-    watch_debounced,
+    Debounce, DirectoryLoad, DirectoryWatcher, LoadedFile, SnapshotReceiver, load_directory,
+    load_directory_observed, watch, watch_debounced,
 };
 pub use error::ConfigStoreError;
 pub use registry::{
@@ -39,3 +41,4 @@ pub use registry::{
 };
 pub use snapshot::Snapshot;
 pub use store::{ConfigStore, Problem, Report, Severity, Update};
+pub use validation::ValidationMetrics;

@@ -40,10 +40,12 @@ pub use status::{ProxyStatusArgs, run_proxy_status};
 pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
     // The config source starts first: in directory mode it may hold the
     // mesh config (the `istio` ConfigMap).
+    let validation = trellis_config::ValidationMetrics::default();
     let (_source, snapshots) = config_source::start(
         options.config_dir.as_ref(),
         &options.kubernetes,
         options.debounce(),
+        &validation,
     )
     .await?;
     let mesh_config = mesh_config::load(&options, &snapshots).await?;
@@ -78,7 +80,9 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
     let dashboard = dashboard::Dashboard::start(&options.dashboard, proxies.clone());
     let ads = ads.into_service();
     let tokens: Arc<dyn trellis_ca::Authenticator> = Arc::new(tokens);
-    let certificates = CertificateService::new(ca.clone(), tokens.clone()).into_server();
+    let certificates = CertificateService::new(ca.clone(), tokens.clone());
+    let ca_metrics = certificates.metrics().clone();
+    let certificates = certificates.into_server();
     let callers = proxy_auth::MeshCallers::new(
         tokens,
         trellis_ca::TrustDomains::only(&settings.trust_domain),
@@ -112,11 +116,16 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
+    let metric_sources = monitoring::MetricSources {
+        jwks: &jwks_metrics,
+        ca: &ca_metrics,
+        validation: &validation,
+    };
     monitoring::serve(
         SocketAddr::new(ip, options.monitoring_port),
         proxies,
         generator,
-        &jwks_metrics,
+        metric_sources,
         &dashboard,
     )
     .await?;

@@ -13,6 +13,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+use trellis_ca::CaMetrics;
+use trellis_config::ValidationMetrics;
 use trellis_xds::json;
 use trellis_xds::server::{ProxyRegistry, ResourceGenerator};
 
@@ -30,16 +32,25 @@ struct Monitoring {
     name: Arc<str>,
 }
 
+/// The metrics kept outside the xDS server, each where it is counted.
+pub struct MetricSources<'a> {
+    pub jwks: &'a JwksMetrics,
+    pub ca: &'a CaMetrics,
+    pub validation: &'a ValidationMetrics,
+}
+
 pub async fn serve(
     address: SocketAddr,
     proxies: Arc<ProxyRegistry>,
     generator: Arc<SnapshotGenerator>,
-    jwks: &JwksMetrics,
+    sources: MetricSources<'_>,
     dashboard: &Dashboard,
 ) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     proxies.metrics.register(&mut registry);
-    jwks.register(&mut registry);
+    sources.jwks.register(&mut registry);
+    sources.ca.register(&mut registry);
+    sources.validation.register(&mut registry);
     dashboard.register(&mut registry);
     let name = format!("trellis@{}", address.ip()).into();
     let state = Monitoring {

@@ -64,9 +64,17 @@ pub async fn run_proxy_status(args: ProxyStatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// istioctl's columns, aligned like its tabwriter output.
+/// istioctl's columns, aligned like its tabwriter output, with each
+/// proxy's revision beside its version.
 pub fn table(report: &SyncReport, verbose: bool) -> String {
-    let mut header = vec!["NAME", "CLUSTER", "ISTIOD", "VERSION", "SUBSCRIBED TYPES"];
+    let mut header = vec![
+        "NAME",
+        "CLUSTER",
+        "ISTIOD",
+        "VERSION",
+        "REVISION",
+        "SUBSCRIBED TYPES",
+    ];
     if verbose {
         header.extend(TYPES.iter().map(|(short, _)| *short));
     }
@@ -82,6 +90,7 @@ pub fn table(report: &SyncReport, verbose: bool) -> String {
             proxy.cluster_id.clone(),
             report.control_plane.clone(),
             proxy.proxy_version.clone(),
+            proxy.revision.clone(),
             format!("{} ({})", subscribed.len(), subscribed.join(",")),
         ];
         if verbose {
@@ -179,7 +188,8 @@ mod tests {
         SyncedProxy {
             node_id: id.into(),
             cluster_id: "Kubernetes".into(),
-            proxy_version: "trellis 0.1.0".into(),
+            proxy_version: "1.24.2".into(),
+            revision: "canary".into(),
             types: types
                 .iter()
                 .map(|(url, sent, acked, nack)| {
@@ -209,8 +219,11 @@ mod tests {
         let text = table(&report, true);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("NAME"), "{text}");
-        assert!(lines[0].contains("SUBSCRIBED TYPES"));
         assert!(lines[1].starts_with("productpage-v1-0.default"), "{text}");
+        // Each proxy's version and revision sit under their headers.
+        for (header, cell) in [("VERSION", "1.24.2"), ("REVISION", "canary")] {
+            assert_eq!(lines[0].find(header), lines[1].find(cell), "{text}");
+        }
         assert!(lines[1].contains("2 (CDS,LDS)"), "{text}");
         assert!(lines[1].contains("SYNCED"), "{text}");
         assert!(

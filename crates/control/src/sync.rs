@@ -19,7 +19,12 @@ pub struct SyncReport {
 pub struct SyncedProxy {
     pub node_id: String,
     pub cluster_id: String,
+    /// Istio's version of an Istio proxy, else its xDS user agent.
     pub proxy_version: String,
+    /// The revision that injected it (`istio.io/rev`); older control
+    /// planes did not say.
+    #[serde(default)]
+    pub revision: String,
     /// By type URL.
     pub types: BTreeMap<String, TypeSync>,
 }
@@ -53,6 +58,7 @@ impl From<&trellis_xds::server::ProxyStatus> for SyncedProxy {
             node_id: status.node_id.clone(),
             cluster_id: status.cluster_id.clone(),
             proxy_version: status.proxy_version.clone(),
+            revision: status.revision.clone(),
             types: status
                 .types
                 .iter()

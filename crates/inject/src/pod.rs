@@ -54,7 +54,7 @@ pub fn inject_pod(
         restore(metadata, labels, annotations);
         return Ok(Outcome::Skipped(reason));
     }
-    add_labels(&mut labels, workload_name);
+    add_labels(&mut labels, workload_name, config);
     let app_prometheus = scrape_through_proxy(&mut annotations);
     let image = text(&annotations, PROXY_IMAGE)
         .unwrap_or(&config.proxy_image)
@@ -134,8 +134,10 @@ fn restore(
 }
 
 /// Istio's canonical service labels (from the app's own labels when it has
-/// them) and the mTLS mode label that peers use to choose mTLS.
-fn add_labels(labels: &mut Map<String, Value>, workload_name: &str) {
+/// them), the mTLS mode label that peers use to choose mTLS, and the
+/// revision that injected the pod, which its proxy reports to the control
+/// plane (as current Istio labels injected pods).
+fn add_labels(labels: &mut Map<String, Value>, workload_name: &str, config: &InjectConfig) {
     let first_of = |keys: [&str; 3]| {
         keys.iter()
             .find_map(|key| text(labels, key))
@@ -152,6 +154,7 @@ fn add_labels(labels: &mut Map<String, Value>, workload_name: &str) {
     labels.insert(CANONICAL_NAME_LABEL.to_owned(), name.into());
     labels.insert(CANONICAL_REVISION_LABEL.to_owned(), revision.into());
     labels.insert(TLS_MODE_LABEL.to_owned(), "istio".into());
+    labels.insert(REVISION_LABEL.to_owned(), config.revision.name().into());
 }
 
 /// Points Prometheus at the merged metrics port, unless the app turned

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use kube::api::DynamicObject;
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
-use trellis_api::{AnyResource, ObjectMeta, Resource, SourceRef, WorkloadEntry, parse_yaml};
+use trellis_api::{
+    AnyResource, ConfigError, Document, ObjectMeta, Resource, SourceRef, WorkloadEntry,
+    read_documents,
+};
+use trellis_config::validation::Rejection;
 
 use crate::kinds::{Readiness, Role};
 
@@ -28,8 +32,9 @@ pub enum Converted {
     Nothing,
     /// Nothing: a kind Trellis does not read, with the warning saying so.
     Unsupported(Vec<String>),
-    /// Refused; the last good version of the object stays in force.
-    Invalid(Vec<String>),
+    /// Refused, for this reason; the last good version of the object
+    /// stays in force.
+    Invalid(Rejection, Vec<String>),
 }
 
 /// `kubernetes:Kind/namespace/name`, where the object's problems point.
@@ -107,15 +112,31 @@ fn config_resource(resource: &ApiResource, object: &DynamicObject) -> Converted 
     // Pretty JSON is YAML with one field per line: errors get useful lines.
     let text = serde_json::to_string_pretty(&document).unwrap_or_default();
     let file = PathBuf::from(origin(&resource.kind, object));
-    let outcome = parse_yaml(&file, &text);
-    let warnings = outcome.warnings.iter().map(ToString::to_string).collect();
-    if !outcome.is_valid() {
-        return Converted::Invalid(outcome.errors.iter().map(ToString::to_string).collect());
+    // One object is one document: nothing to check across documents.
+    match read_documents(&file, &text).into_iter().next() {
+        Some(Document::Resource {
+            resource,
+            violations,
+            warnings,
+            ..
+        }) => {
+            if violations.is_empty() {
+                Converted::Resource(Box::new(resource), messages(&warnings))
+            } else {
+                Converted::Invalid(Rejection::InvalidResource, messages(&violations))
+            }
+        }
+        // The object did not fit its kind's schema.
+        Some(Document::Unreadable(errors)) => {
+            Converted::Invalid(Rejection::CrdConversionError, messages(&errors))
+        }
+        Some(Document::Unsupported(warning)) => Converted::Unsupported(messages(&[warning])),
+        None => Converted::Unsupported(Vec::new()),
     }
-    match outcome.resources.into_iter().next() {
-        Some(resource) => Converted::Resource(Box::new(resource), warnings),
-        None => Converted::Unsupported(warnings),
-    }
+}
+
+fn messages(errors: &[ConfigError]) -> Vec<String> {
+    errors.iter().map(ToString::to_string).collect()
 }
 
 /// A pod as a workload, when it may receive traffic: it has an IP, is not

@@ -8,7 +8,8 @@
 //!   server serves (at its preferred version), are read with
 //!   `trellis_api`'s parser: validation is the same as for files. An
 //!   invalid object is logged with its kind, namespace and name and its
-//!   last good version stays in force.
+//!   last good version stays in force. Each object version is counted in
+//!   the `galley_validation_*` metrics once.
 //! - Pods are workloads: each running, ready pod with an IP becomes a
 //!   WorkloadEntry named after it (labels, IP, service account, named
 //!   container ports), which is how the registry finds endpoints. A real
@@ -121,16 +122,24 @@ struct Shared {
     /// Empty until discovery first succeeds.
     stores: Mutex<BTreeMap<KindId, KindStore>>,
     changed: Notify,
+    /// Where every kind's store counts its objects' validation.
+    validation: trellis_config::ValidationMetrics,
 }
 
 /// Starts watching in the background (within a Tokio runtime). The
 /// receiver holds `None` until discovery succeeded and every kind has been
 /// listed, then each new snapshot (version 1, 2, ...). An unreachable API
 /// server is not an error: it is logged and retried until it answers.
-pub fn watch(client: Client, settings: WatchSettings) -> (KubeSource, SnapshotReceiver) {
+/// Config objects are counted in `validation` as they change.
+pub fn watch(
+    client: Client,
+    settings: WatchSettings,
+    validation: trellis_config::ValidationMetrics,
+) -> (KubeSource, SnapshotReceiver) {
     let shared = Arc::new(Shared {
         stores: Mutex::default(),
         changed: Notify::new(),
+        validation,
     });
     let (sender, receiver) = channel::channel(None);
     let tasks = vec![

@@ -1,7 +1,9 @@
 //! What is in force per watched kind, kept across watch restarts: an
 //! invalid object leaves its last good version in force, and a relist
 //! (after 410 Gone or a reconnect) replaces the kind's contents at once
-//! when complete, so nothing is lost or duplicated in between.
+//! when complete, so nothing is lost or duplicated in between. Config
+//! objects are counted in the validation metrics once per
+//! `resourceVersion`: a relist delivers unchanged objects again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,6 +12,8 @@ use kube::api::DynamicObject;
 use kube::discovery::ApiResource;
 use kube::runtime::watcher::Event;
 use trellis_api::AnyResource;
+use trellis_config::ValidationMetrics;
+use trellis_config::validation::ResourceType;
 
 use crate::convert::{self, Converted, ObjectId};
 use crate::kinds::{Role, ServedKind};
@@ -33,16 +37,24 @@ pub struct KindStore {
     relisting: Option<Objects>,
     /// Whether a complete list has been seen.
     synced: bool,
+    validation: ValidationMetrics,
+    /// The `resourceVersion` of each object as last counted.
+    counted: BTreeMap<ObjectId, String>,
+    /// The objects a relist in progress delivered.
+    relisted: BTreeSet<ObjectId>,
 }
 
 impl KindStore {
-    pub fn new(kind: ServedKind) -> KindStore {
+    pub fn new(kind: ServedKind, validation: ValidationMetrics) -> KindStore {
         KindStore {
             resource: kind.resource,
             role: kind.role,
             in_force: Objects::new(),
             relisting: None,
             synced: false,
+            validation,
+            counted: BTreeMap::new(),
+            relisted: BTreeSet::new(),
         }
     }
 
@@ -87,10 +99,12 @@ impl KindStore {
         match event {
             Event::Init => {
                 self.relisting = Some(Objects::new());
+                self.relisted.clear();
                 false
             }
             Event::InitApply(object) => {
                 let id = object_id(&object);
+                self.relisted.insert(id.clone());
                 let converted = self.convert(&object);
                 let previous = self.in_force.get(&id).cloned();
                 if let Some(relisting) = &mut self.relisting
@@ -102,6 +116,9 @@ impl KindStore {
             }
             Event::InitDone => {
                 self.synced = true;
+                // Objects deleted while the watch was down are forgotten.
+                let listed = std::mem::take(&mut self.relisted);
+                self.counted.retain(|id, _| listed.contains(id));
                 let relisted = self.relisting.take().unwrap_or_default();
                 let changed = relisted != self.in_force;
                 self.in_force = relisted;
@@ -117,12 +134,17 @@ impl KindStore {
                 };
                 self.in_force.get(&object_id(&object)) != previous.as_ref()
             }
-            Event::Delete(object) => self.in_force.remove(&object_id(&object)).is_some(),
+            Event::Delete(object) => {
+                let id = object_id(&object);
+                self.counted.remove(&id);
+                self.in_force.remove(&id).is_some()
+            }
         }
     }
 
-    fn convert(&self, object: &DynamicObject) -> Converted {
+    fn convert(&mut self, object: &DynamicObject) -> Converted {
         let converted = convert::convert(self.role, &self.resource, object);
+        self.count(object, &converted);
         let origin = convert::origin(&self.resource.kind, object);
         match &converted {
             Converted::Resource(_, warnings) | Converted::Unsupported(warnings) => {
@@ -130,7 +152,7 @@ impl KindStore {
                     tracing::warn!(object = %origin, "{warning}");
                 }
             }
-            Converted::Invalid(errors) => {
+            Converted::Invalid(_, errors) => {
                 for error in errors {
                     tracing::error!(object = %origin, "refused, last good version kept: {error}");
                 }
@@ -138,6 +160,32 @@ impl KindStore {
             Converted::ReadyPods(_) | Converted::Nothing => {}
         }
         converted
+    }
+
+    /// Counts a config object's validation, unless this version of it was
+    /// counted already. (Objects without a `resourceVersion`, which a real
+    /// API server always sets, count every time.)
+    fn count(&mut self, object: &DynamicObject, converted: &Converted) {
+        let resource = || ResourceType {
+            group: self.resource.group.clone(),
+            version: self.resource.version.clone(),
+            resource: self.resource.plural.clone(),
+        };
+        let id = object_id(object);
+        let version = object.metadata.resource_version.as_ref();
+        if version.is_some() && self.counted.get(&id) == version {
+            return;
+        }
+        match converted {
+            Converted::Resource(..) if self.role == Role::Config => {
+                self.validation.passed(resource());
+            }
+            Converted::Invalid(reason, _) => self.validation.failed(resource(), *reason),
+            _ => return,
+        }
+        if let Some(version) = version {
+            self.counted.insert(id, version.clone());
+        }
     }
 }
 
@@ -155,7 +203,7 @@ fn keep(converted: Converted, previous: Option<Entry>) -> Option<Entry> {
         },
         Converted::ReadyPods(pods) => Some(Entry::ReadyPods(pods)),
         Converted::Nothing | Converted::Unsupported(_) => None,
-        Converted::Invalid(_) => previous,
+        Converted::Invalid(..) => previous,
     }
 }
 

@@ -101,7 +101,8 @@ impl Watchers {
                 continue;
             }
             tracing::info!(kind = %kind.resource.kind, version = %kind.resource.version, "watching");
-            stores.insert(id, KindStore::new(kind.clone()));
+            let store = KindStore::new(kind.clone(), shared.validation.clone());
+            stores.insert(id, store);
             let watch = watch_kind(client.clone(), id, kind.clone(), shared.clone());
             self.tasks.insert(id, (kind, tokio::spawn(watch)));
         }

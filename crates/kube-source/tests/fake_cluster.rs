@@ -79,7 +79,7 @@ fn watch(url: &str) -> (KubeSource, SnapshotReceiver) {
         rediscovery_interval: Duration::from_millis(200),
         first_retry: Duration::from_millis(50),
     };
-    trellis_kube_source::watch(client, settings)
+    trellis_kube_source::watch(client, settings, Default::default())
 }
 
 /// Sets a reviews pod's conditions in the reviews EndpointSlice, as the

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::watch as channel;
 
-use super::load_directory;
+use super::load_directory_observed;
 use crate::error::ConfigStoreError;
 use crate::snapshot::Snapshot;
 use crate::store::ConfigStore;
+use crate::validation::{DirectoryTally, ValidationMetrics};
 
 /// With [`watch`], however busy the directory, a reload happens at most
 /// this many debounce periods after the first change.
@@ -73,19 +74,19 @@ pub fn watch(
     debounce: Duration,
 ) -> Result<(DirectoryWatcher, SnapshotReceiver), ConfigStoreError> {
     let max = debounce.saturating_mul(MAX_DEBOUNCE_PERIODS);
-    watch_debounced(
-        dir,
-        Debounce {
-            quiet: debounce,
-            max,
-        },
-    )
+    let debounce = Debounce {
+        quiet: debounce,
+        max,
+    };
+    watch_debounced(dir, debounce, ValidationMetrics::default())
 }
 
-/// [`watch`] with both debounce periods explicit.
+/// [`watch`] with both debounce periods explicit, counting each changed
+/// file's resources in `validation`.
 pub fn watch_debounced(
     dir: PathBuf,
     debounce: Debounce,
+    validation: ValidationMetrics,
 ) -> Result<(DirectoryWatcher, SnapshotReceiver), ConfigStoreError> {
     let (signals, signal_receiver) = mpsc::channel();
     let watch_error = |source| ConfigStoreError::Watch {
@@ -115,7 +116,10 @@ pub fn watch_debounced(
     let thread_dir = dir.clone();
     let thread = thread::Builder::new()
         .name("config-watch".to_string())
-        .spawn(move || run(&thread_dir, debounce, &signal_receiver, &publisher))
+        .spawn(move || {
+            let tally = DirectoryTally::new(validation);
+            run(&thread_dir, debounce, tally, &signal_receiver, &publisher);
+        })
         .map_err(ConfigStoreError::Thread)?;
     let watcher = DirectoryWatcher {
         dir,
@@ -131,16 +135,17 @@ pub fn watch_debounced(
 fn run(
     dir: &Path,
     debounce: Debounce,
+    mut tally: DirectoryTally,
     signals: &mpsc::Receiver<Signal>,
     publisher: &channel::Sender<Option<Arc<Snapshot>>>,
 ) {
     let mut store = ConfigStore::new();
-    reload(&mut store, dir, publisher);
+    reload(&mut store, &mut tally, dir, publisher);
     while let Ok(Signal::Changed) = signals.recv() {
         if !wait_for_quiet(signals, debounce) {
             return;
         }
-        reload(&mut store, dir, publisher);
+        reload(&mut store, &mut tally, dir, publisher);
     }
 }
 
@@ -159,8 +164,15 @@ fn wait_for_quiet(signals: &mpsc::Receiver<Signal>, debounce: Debounce) -> bool 
     }
 }
 
-fn reload(store: &mut ConfigStore, dir: &Path, publisher: &channel::Sender<Option<Arc<Snapshot>>>) {
-    let update = store.apply(load_directory(dir));
+fn reload(
+    store: &mut ConfigStore,
+    tally: &mut DirectoryTally,
+    dir: &Path,
+    publisher: &channel::Sender<Option<Arc<Snapshot>>>,
+) {
+    let load = load_directory_observed(dir, |path, text| tally.observe(path, text));
+    tally.finish_reading(|path| load.is_unknown(path));
+    let update = store.apply(load);
     for report in &update.reports {
         eprintln!("{report}");
     }

@@ -59,7 +59,9 @@ fn invalid_config_is_refused_with_its_location() {
         "metadata": {"name": "reviews", "namespace": "default"},
         "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": ""}}]}]},
     }));
-    let Converted::Invalid(errors) = convert(Role::Config, &virtual_services(), &vs) else {
+    let Converted::Invalid(Rejection::InvalidResource, errors) =
+        convert(Role::Config, &virtual_services(), &vs)
+    else {
         panic!("accepted an empty destination host");
     };
     assert!(

@@ -4,16 +4,23 @@ use serde_json::{Value, json};
 use super::*;
 
 fn services() -> KindStore {
-    KindStore::new(ServedKind {
-        resource: ApiResource {
-            group: String::new(),
-            version: "v1".into(),
-            api_version: "v1".into(),
-            kind: "Service".into(),
-            plural: "services".into(),
+    services_counted(ValidationMetrics::default())
+}
+
+fn services_counted(validation: ValidationMetrics) -> KindStore {
+    KindStore::new(
+        ServedKind {
+            resource: ApiResource {
+                group: String::new(),
+                version: "v1".into(),
+                api_version: "v1".into(),
+                kind: "Service".into(),
+                plural: "services".into(),
+            },
+            role: Role::Config,
         },
-        role: Role::Config,
-    })
+        validation,
+    )
 }
 
 fn service(name: &str, port: Value) -> DynamicObject {
@@ -84,4 +91,52 @@ fn invalid_versions_keep_the_last_good_one() {
     assert_eq!(names(&store), ["a"]);
     assert!(store.handle(Event::Delete(service("a", json!(81)))));
     assert!(names(&store).is_empty());
+}
+
+fn version(mut object: DynamicObject, resource_version: &str) -> DynamicObject {
+    object.metadata.resource_version = Some(resource_version.into());
+    object
+}
+
+/// `galley_validation_*` series and their values, sorted.
+fn counted(validation: &ValidationMetrics) -> Vec<String> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    validation.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|line| line.starts_with("galley_"))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn each_object_version_is_validated_and_counted_once() {
+    let validation = ValidationMetrics::default();
+    let mut store = services_counted(validation.clone());
+    let first_list = || {
+        vec![
+            version(service("a", json!(80)), "1"),
+            version(service("b", json!(0)), "2"),
+        ]
+    };
+    list(&mut store, first_list());
+    // A relist delivers the same versions again: nothing new to count.
+    list(&mut store, first_list());
+    // Updated and still invalid; updated and valid; not a Service at all.
+    store.handle(Event::Apply(version(service("b", json!(0)), "3")));
+    store.handle(Event::Apply(version(service("a", json!(81)), "4")));
+    store.handle(Event::Apply(version(service("c", json!("eighty")), "5")));
+    let labels = "group=\"\",version=\"v1\",resource=\"services\"";
+    assert_eq!(
+        counted(&validation),
+        [
+            format!("galley_validation_failed{{{labels},reason=\"crd_conversion_error\"}} 1"),
+            format!("galley_validation_failed{{{labels},reason=\"invalid_resource\"}} 2"),
+            format!("galley_validation_passed{{{labels}}} 2"),
+        ]
+    );
 }
