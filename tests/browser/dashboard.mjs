@@ -1,12 +1,14 @@
 // Drives headless Chromium against the Trellis dashboard and prints what a
-// user sees as JSON on stdout: the graph's nodes and edges, and the version
-// split of one service after clicking it. Used by crates/cli/tests/dashboard.rs.
+// user sees as JSON on stdout: the graph's nodes and edges, the version
+// split of one service after clicking it, the SLO panel's rows and the
+// security posture panel's tables. Used by crates/cli/tests/dashboard.rs.
 //
-// usage: node dashboard.mjs DASHBOARD_URL SERVICE_NODE_ID SCREENSHOT_PATH
+// usage: node dashboard.mjs DASHBOARD_URL SERVICE_NODE_ID SCREENSHOT_PATH [SLO]
+//        SLO (NAMESPACE/NAME): wait until the SLO panel shows its budget.
 // env:   CHROMIUM (default /usr/bin/chromium), TIMEOUT_MS (default 60000)
 import { chromium } from "playwright-core";
 
-const [url, serviceId, screenshot] = process.argv.slice(2);
+const [url, serviceId, screenshot, slo] = process.argv.slice(2);
 if (!url || !serviceId || !screenshot) {
   console.error("usage: node dashboard.mjs DASHBOARD_URL SERVICE_NODE_ID SCREENSHOT_PATH");
   process.exit(2);
@@ -31,10 +33,16 @@ try {
     await node.waitFor({ timeout });
     await node.click();
     await page.locator("#versions tbody tr").first().waitFor({ timeout });
+    if (slo) {
+      await page.locator(`#slos-table tr[data-slo="${slo}"]:not([data-budget=""])`).waitFor({ timeout });
+    }
+    await page.locator("#posture-workloads tbody tr").first().waitFor({ timeout });
   } catch (error) {
     await page.screenshot({ path: screenshot, fullPage: true });
     console.error("page status:", await page.locator("#status").textContent());
     console.error("graph:", (await page.locator("#graph-body").innerHTML()).slice(0, 2000));
+    console.error("slos:", (await page.locator("#slos-body").innerHTML()).slice(0, 2000));
+    console.error("posture:", (await page.locator("#posture-body").innerHTML()).slice(0, 2000));
     throw error;
   }
   const seen = await page.evaluate(() => ({
@@ -53,6 +61,29 @@ try {
       version: tr.dataset.version,
       share: Number(tr.dataset.share),
     })),
+    slos: [...document.querySelectorAll("#slos-table tbody tr")].map((tr) => ({
+      slo: tr.dataset.slo,
+      status: tr.dataset.status,
+      budget: tr.dataset.budget,
+      cells: [...tr.querySelectorAll("td")].map((td) => td.textContent),
+    })),
+    sloNote: document.getElementById("slos-note")?.textContent ?? "",
+    plaintextWorkloads: [...document.querySelectorAll("#posture-workloads tbody tr")].map((tr) => ({
+      id: tr.dataset.id,
+      mode: tr.dataset.mode,
+      text: tr.textContent,
+    })),
+    plaintextEdges: [...document.querySelectorAll("#posture-edges tbody tr")].map((tr) => ({
+      source: tr.dataset.source,
+      target: tr.dataset.target,
+    })),
+    denials: [...document.querySelectorAll("#posture-denials tbody tr")].map((tr) => ({
+      source: tr.dataset.source,
+      target: tr.dataset.target,
+      destination: tr.dataset.destination,
+      denied: Number(tr.dataset.denied),
+    })),
+    postureText: document.getElementById("posture-body").textContent,
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify(seen));

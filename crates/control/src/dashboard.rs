@@ -1,11 +1,15 @@
 //! The mesh dashboard on the monitoring port (`/dashboard/`): the control
 //! plane scrapes every connected proxy's Istio metrics into a bounded
-//! in-memory store and serves the service graph and per-service golden
-//! signals as JSON, and a single self-contained page that draws them.
+//! in-memory store and serves, as JSON, the service graph, per-service
+//! golden signals, the SLOs of the config measured against them and the
+//! mesh's security posture, and a page (with its script for the SLO and
+//! posture panels) that draws them.
 
 mod exposition;
+mod posture;
 mod query;
 mod scrape;
+mod slo;
 mod store;
 
 use std::collections::HashMap;
@@ -18,12 +22,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+use trellis_config::{Snapshot, SnapshotReceiver};
 use trellis_xds::server::ProxyRegistry;
 
 use crate::options::positive_duration;
 use store::{Store, StoreMetrics};
 
 const PAGE: &str = include_str!("dashboard/page.html");
+const PANELS_SCRIPT: &str = include_str!("dashboard/panels.js");
 const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 
 /// How the dashboard scrapes and how much it keeps.
@@ -69,12 +75,20 @@ pub struct Dashboard {
     store: Arc<Mutex<Store>>,
     retention: Duration,
     metrics: StoreMetrics,
+    proxies: Arc<ProxyRegistry>,
+    /// The config in force: SLOs, PeerAuthentications, services.
+    config: SnapshotReceiver,
 }
 
 impl Dashboard {
-    /// Starts scraping the proxies of `proxies`.
-    pub fn start(options: &DashboardOptions, proxies: Arc<ProxyRegistry>) -> Dashboard {
-        let dashboard = Dashboard::new(options);
+    /// Starts scraping the proxies of `proxies`; `config` is the config
+    /// source's snapshots.
+    pub fn start(
+        options: &DashboardOptions,
+        proxies: Arc<ProxyRegistry>,
+        config: SnapshotReceiver,
+    ) -> Dashboard {
+        let dashboard = Dashboard::new(options, proxies.clone(), config);
         tokio::spawn(scrape::run(
             proxies,
             dashboard.store.clone(),
@@ -84,7 +98,11 @@ impl Dashboard {
         dashboard
     }
 
-    fn new(options: &DashboardOptions) -> Dashboard {
+    fn new(
+        options: &DashboardOptions,
+        proxies: Arc<ProxyRegistry>,
+        config: SnapshotReceiver,
+    ) -> Dashboard {
         let metrics = StoreMetrics::default();
         let store = Store::new(
             options.retention,
@@ -96,6 +114,8 @@ impl Dashboard {
             store: Arc::new(Mutex::new(store)),
             retention: options.retention,
             metrics,
+            proxies,
+            config,
         }
     }
 
@@ -119,14 +139,21 @@ impl Dashboard {
                 get(|| async { Redirect::permanent("/dashboard/") }),
             )
             .route("/dashboard/", get(page))
+            .route("/dashboard/panels.js", get(panels_script))
             .route("/dashboard/api/graph", get(graph))
             .route("/dashboard/api/service", get(service))
+            .route("/dashboard/api/slos", get(slos))
+            .route("/dashboard/api/posture", get(posture))
             .with_state(self.clone())
     }
 
     fn with_store<T>(&self, read: impl FnOnce(&Store) -> T) -> T {
         let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         read(&store)
+    }
+
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.config.borrow().clone()
     }
 
     /// The `window` parameter (default 1m), at most the retention.
@@ -147,6 +174,16 @@ fn bad_request(message: String) -> Response {
 
 async fn page() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-cache")], Html(PAGE))
+}
+
+async fn panels_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PANELS_SCRIPT,
+    )
 }
 
 async fn graph(
@@ -177,6 +214,36 @@ async fn service(
     axum::Json(view).into_response()
 }
 
+/// Every SLO of the config, measured over the history kept.
+async fn slos(State(dashboard): State<Dashboard>) -> Response {
+    let snapshot = dashboard.snapshot();
+    let report =
+        dashboard.with_store(|store| slo::report(store, snapshot.as_deref(), dashboard.retention));
+    axum::Json(report).into_response()
+}
+
+/// Workloads accepting plaintext (now), and plaintext and denied requests
+/// over `window`.
+async fn posture(
+    State(dashboard): State<Dashboard>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let window = match dashboard.window(&query) {
+        Ok(window) => window,
+        Err(message) => return bad_request(message),
+    };
+    let snapshot = dashboard.snapshot();
+    let nodes: Vec<_> = dashboard
+        .proxies
+        .snapshot()
+        .into_iter()
+        .filter_map(|proxy| proxy.node)
+        .collect();
+    let view =
+        dashboard.with_store(|store| posture::posture(store, snapshot.as_deref(), &nodes, window));
+    axum::Json(view).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,7 +257,8 @@ mod tests {
             .map(|w| ("window".to_string(), w.to_string()))
             .into_iter()
             .collect();
-        Dashboard::new(&options).window(&query)
+        let (_, config) = tokio::sync::watch::channel(None);
+        Dashboard::new(&options, Arc::default(), config).window(&query)
     }
 
     #[test]

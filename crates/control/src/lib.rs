@@ -73,11 +73,12 @@ pub async fn run(options: ControlPlaneOptions) -> anyhow::Result<()> {
         RefreshPolicy::new(options.jwks_refresh_interval),
         jwks_metrics.clone(),
     );
+    let config = snapshots.clone();
     let generations = follow_config(snapshots, jwks, generator.clone(), options.debounce_after);
     let ads =
         AdsServer::new(generator.clone(), generations).with_push_throttle(options.push_throttle);
     let proxies = ads.proxies();
-    let dashboard = dashboard::Dashboard::start(&options.dashboard, proxies.clone());
+    let dashboard = dashboard::Dashboard::start(&options.dashboard, proxies.clone(), config);
     let ads = ads.into_service();
     let tokens: Arc<dyn trellis_ca::Authenticator> = Arc::new(tokens);
     let certificates = CertificateService::new(ca.clone(), tokens.clone());

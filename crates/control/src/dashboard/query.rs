@@ -38,7 +38,7 @@ pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
 
 /// The rounds a window covers: the last one, and the latest one at least
 /// `window` older (or the oldest kept). `None` before two rounds exist.
-fn window_rounds(store: &Store, window: Duration) -> Option<(Round, Round)> {
+pub(super) fn window_rounds(store: &Store, window: Duration) -> Option<(Round, Round)> {
     let last = *store.rounds().next_back()?;
     let start = last.at_ms.saturating_sub(window.as_millis() as u64);
     let first = store
@@ -323,6 +323,27 @@ pub fn service(store: &Store, name: &str, namespace: &str, window: Duration) -> 
     view.versions.retain(|v| v.requests_per_second > 0.0);
     view.versions.sort_by(|a, b| b.share.total_cmp(&a.share));
     view
+}
+
+/// What one service's destination sidecars counted over `window` (less
+/// when less history is kept), and the seconds that covers: 0 before two
+/// rounds exist.
+pub fn service_totals(
+    store: &Store,
+    name: &str,
+    namespace: &str,
+    window: Duration,
+) -> (f64, Counters) {
+    let mut total = Counters::default();
+    let Some((first, last)) = window_rounds(store, window) else {
+        return (0.0, total);
+    };
+    for (_, _, counters) in store.increases(first.number).filter(|(labels, _, _)| {
+        labels.service_name == name && labels.service_namespace == namespace
+    }) {
+        total.add(&counters);
+    }
+    ((last.at_ms - first.at_ms) as f64 / 1000.0, total)
 }
 
 /// The rounds after `after_round`, each with the seconds since the round

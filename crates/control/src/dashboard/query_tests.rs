@@ -8,6 +8,7 @@ fn bucketed(requests: f64, server_errors: f64, buckets: &[(f64, f64)]) -> Counte
         requests,
         server_errors,
         buckets: buckets.to_vec(),
+        ..Counters::default()
     }
 }
 

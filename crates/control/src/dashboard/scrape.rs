@@ -16,6 +16,10 @@ use super::store::{Counters, EdgeLabels, ProxyScrape, Store};
 
 const REQUESTS: &str = "istio_requests_total";
 const DURATION_BUCKETS: &str = "istio_request_duration_milliseconds_bucket";
+/// Response flags of requests refused by policy (Envoy's, as the proxy
+/// reports them): an AuthorizationPolicy, an external authorizer.
+const RBAC_DENIED: &str = "RBAC";
+const EXT_AUTHZ_DENIED: &str = "UAEX";
 /// Larger scrapes are refused rather than buffered.
 const MAX_SCRAPE_BYTES: usize = 8 << 20;
 
@@ -75,6 +79,14 @@ pub fn summarize(samples: &[Sample]) -> ProxyScrape {
             counters.requests += sample.value;
             if sample.label("response_code").starts_with('5') {
                 counters.server_errors += sample.value;
+            }
+            // The proxy prints several flags comma-separated (`DI,RBAC`).
+            for flag in sample.label("response_flags").split(',') {
+                match flag {
+                    RBAC_DENIED => counters.rbac_denied += sample.value,
+                    EXT_AUTHZ_DENIED => counters.ext_authz_denied += sample.value,
+                    _ => {}
+                }
             }
         }
     }
@@ -179,6 +191,32 @@ istio_request_duration_milliseconds_bucket{reporter="destination",source_workloa
         assert_eq!(labels.security_policy, "mutual_tls");
         assert_eq!((counters.requests, counters.server_errors), (10.0, 2.0));
         assert_eq!(counters.buckets, [(10.0, 7.0), (f64::INFINITY, 10.0)]);
+    }
+
+    #[test]
+    fn counts_requests_refused_by_policy_by_their_flag() {
+        let labels = |code: &str, flags: &str| {
+            format!(
+                "reporter=\"destination\",destination_service_name=\"reviews\",response_code=\"{code}\",response_flags=\"{flags}\""
+            )
+        };
+        let text = [
+            ("403", "RBAC", 3),
+            ("403", "DI,RBAC", 1),
+            ("401", "UAEX", 2),
+            ("403", "-", 5),
+            ("200", "-", 7),
+        ]
+        .map(|(code, flags, n)| format!("istio_requests_total{{{}}} {n}\n", labels(code, flags)))
+        .concat();
+        let edges = summarize(&exposition::parse(&text).unwrap());
+        let counters = edges.into_values().next().unwrap();
+        assert_eq!(counters.requests, 18.0);
+        // A 403 the app wrote itself is not a policy's.
+        assert_eq!(
+            (counters.rbac_denied, counters.ext_authz_denied),
+            (4.0, 2.0)
+        );
     }
 
     #[tokio::test]

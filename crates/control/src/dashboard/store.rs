@@ -30,6 +30,10 @@ pub struct Counters {
     pub requests: f64,
     /// Requests answered 5xx.
     pub server_errors: f64,
+    /// Requests an AuthorizationPolicy refused: response flag `RBAC`.
+    pub rbac_denied: f64,
+    /// Requests an external authorizer refused: response flag `UAEX`.
+    pub ext_authz_denied: f64,
     /// Cumulative histogram buckets of request duration (ms), by upper
     /// bound, ascending; the last is `+Inf`.
     pub buckets: Vec<(f64, f64)>,
@@ -45,6 +49,8 @@ impl Counters {
             });
         let reset = self.requests < previous.requests
             || self.server_errors < previous.server_errors
+            || self.rbac_denied < previous.rbac_denied
+            || self.ext_authz_denied < previous.ext_authz_denied
             || !same_buckets;
         if reset {
             return self.clone();
@@ -52,6 +58,8 @@ impl Counters {
         Counters {
             requests: self.requests - previous.requests,
             server_errors: self.server_errors - previous.server_errors,
+            rbac_denied: self.rbac_denied - previous.rbac_denied,
+            ext_authz_denied: self.ext_authz_denied - previous.ext_authz_denied,
             buckets: self
                 .buckets
                 .iter()
@@ -65,6 +73,8 @@ impl Counters {
     pub fn add(&mut self, other: &Counters) {
         self.requests += other.requests;
         self.server_errors += other.server_errors;
+        self.rbac_denied += other.rbac_denied;
+        self.ext_authz_denied += other.ext_authz_denied;
         if self.buckets.is_empty() {
             self.buckets = other.buckets.clone();
         } else if self

@@ -20,6 +20,7 @@ pub(crate) fn counters(requests: f64, server_errors: f64) -> Counters {
         requests,
         server_errors,
         buckets: vec![(10.0, requests), (f64::INFINITY, requests)],
+        ..Counters::default()
     }
 }
 
