@@ -180,3 +180,36 @@ fn endpoint_slices_list_ready_pods_without_terminating_ones() {
     assert_eq!(names, ["ready", "unknown"]);
     assert!(pods.iter().all(|(namespace, _)| namespace == "default"));
 }
+
+#[test]
+fn service_level_objectives_come_from_their_crd_like_files() {
+    let slos = ApiResource {
+        group: "trellis.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "trellis.io/v1alpha1".into(),
+        kind: "ServiceLevelObjective".into(),
+        plural: "servicelevelobjectives".into(),
+    };
+    let valid = object(json!({
+        "metadata": {"name": "reviews", "namespace": "default"},
+        "spec": {"service": "reviews", "latency": {"threshold": "200ms", "target": 99}},
+    }));
+    let Converted::Resource(resource, _) = convert(Role::Config, &slos, &valid) else {
+        panic!("refused a valid ServiceLevelObjective");
+    };
+    assert!(matches!(*resource, AnyResource::ServiceLevelObjective(_)));
+    let invalid = object(json!({
+        "metadata": {"name": "reviews", "namespace": "default"},
+        "spec": {"service": "reviews", "availability": {"target": 100}},
+    }));
+    let Converted::Invalid(Rejection::InvalidResource, errors) =
+        convert(Role::Config, &slos, &invalid)
+    else {
+        panic!("accepted a target of 100%");
+    };
+    assert!(
+        errors[0].starts_with("kubernetes:ServiceLevelObjective/default/reviews:")
+            && errors[0].contains("spec.availability.target"),
+        "{errors:?}"
+    );
+}
