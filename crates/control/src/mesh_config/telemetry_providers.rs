@@ -7,8 +7,7 @@
 use trellis_api::MeshConfig;
 use trellis_api::istio::StructValue;
 use trellis_translate::{
-    AccessLogEncoding, FileLogProvider, MeshAccessLogging, MeshMetrics, PROMETHEUS_PROVIDER,
-    json_format_fields,
+    AccessLogEncoding, FileLogProvider, MeshAccessLogging, MeshMetrics, json_format_fields,
 };
 
 use super::tracers::Refusal;
@@ -119,15 +118,6 @@ fn to_json(value: &StructValue) -> Option<serde_json::Value> {
     })
 }
 
-/// Names Telemetry may use for metrics: the built-in and the declared.
-pub fn known_metrics_provider(mesh: &MeshConfig, name: &str) -> bool {
-    name == PROMETHEUS_PROVIDER
-        || mesh
-            .extension_providers
-            .iter()
-            .any(|p| p.name == name && p.prometheus.is_some())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,7 +163,6 @@ defaultProviders:
         let metrics = mesh_metrics(&config);
         assert_eq!(metrics.prometheus_providers, ["prometheus", "prom2"]);
         assert_eq!(metrics.default_providers, ["prometheus"]);
-        assert!(known_metrics_provider(&config, "prom2"));
     }
 
     #[test]
