@@ -146,7 +146,7 @@ fn read_document(file: &Path, text: &str, root: &Node) -> Document {
         })
         .collect();
     let mut warnings = unknown_fields::warnings(file, known.schema(), unknown_fields);
-    warnings.extend(unsupported_warning(file, &resource));
+    warnings.extend(unsupported_warnings(file, &resource));
     // The `istio` ConfigMap's mesh config is checked where it is written.
     let (mesh_errors, mesh_warnings) = mesh_config_map::check(file, text, root, &resource);
     violations.extend(mesh_errors);
@@ -191,22 +191,69 @@ fn read_type<'n>(file: &Path, root: &'n Node) -> Result<(&'n str, &'n str), Vec<
     }
 }
 
-/// Resources Trellis reads but its data plane does not apply: loading them
-/// must not look like they take effect.
-fn unsupported_warning(file: &Path, resource: &AnyResource) -> Option<ConfigError> {
-    let AnyResource::EnvoyFilter(filter) = resource else {
-        return None;
+/// Resources, or parts of them, that Trellis reads but its data plane
+/// does not apply: loading them must not look like they take effect.
+fn unsupported_warnings(file: &Path, resource: &AnyResource) -> Vec<ConfigError> {
+    let (source, message, field) = match resource {
+        AnyResource::EnvoyFilter(filter) => (
+            &filter.source,
+            format!(
+                "EnvoyFilter {}/{} is not supported by the Trellis data plane: its patches are not applied",
+                filter.namespace(),
+                filter.name()
+            ),
+            String::new(),
+        ),
+        AnyResource::Telemetry(telemetry) => {
+            let Some((field, what)) = unapplied_telemetry(&telemetry.spec) else {
+                return Vec::new();
+            };
+            (
+                &telemetry.source,
+                format!(
+                    "Telemetry {}/{}: {what} is not supported by the Trellis data plane and has no effect",
+                    telemetry.namespace(),
+                    telemetry.name()
+                ),
+                field,
+            )
+        }
+        _ => return Vec::new(),
     };
-    let message = format!(
-        "EnvoyFilter {}/{} is not supported by the Trellis data plane: its patches are not applied",
-        filter.namespace(),
-        filter.name()
-    );
     let position = crate::Position {
-        line: filter.source.line,
-        column: filter.source.column,
+        line: source.line,
+        column: source.column,
     };
-    Some(ConfigError::new(file, position, "", message))
+    vec![ConfigError::new(file, position, field, message)]
+}
+
+/// The first part of a Telemetry spec the data plane does not apply.
+fn unapplied_telemetry(spec: &crate::istio::Telemetry) -> Option<(String, &'static str)> {
+    if spec.target_ref.is_some() || !spec.target_refs.is_empty() {
+        // Skipped as a whole: applying it namespace-wide would widen it.
+        return Some(("spec.targetRefs".into(), "targetRefs (the resource)"));
+    }
+    for (index, metrics) in spec.metrics.iter().enumerate() {
+        if metrics.reporting_interval.is_some() {
+            return Some((
+                format!("spec.metrics[{index}].reportingInterval"),
+                "reportingInterval",
+            ));
+        }
+        for (at, item) in metrics.overrides.iter().enumerate() {
+            if item
+                .match_
+                .as_ref()
+                .is_some_and(|m| m.custom_metric.is_some())
+            {
+                return Some((
+                    format!("spec.metrics[{index}].overrides[{at}].match.customMetric"),
+                    "a customMetric override",
+                ));
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

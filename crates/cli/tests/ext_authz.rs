@@ -92,6 +92,47 @@ async fn check_task(mesh: &UpMesh, provider: &str) {
     assert_eq!(unchecked.status, 200, "{provider}: /ip is not checked");
 }
 
+/// The authorizer's sidecar counted the Check calls as gRPC: one message
+/// each way per call (Istio's `istio_request_messages_total` /
+/// `istio_response_messages_total`).
+async fn grpc_messages_counted(mesh: &UpMesh) {
+    let authorizer = mesh.workload("ext-authz");
+    let deadline = Instant::now() + CONVERGENCE_DEADLINE;
+    loop {
+        let stats = mesh.proxy_stats(authorizer).await;
+        let messages = |metric: &str| -> f64 {
+            stats
+                .lines()
+                .filter(|l| l.starts_with(&format!("{metric}{{")))
+                .filter(|l| {
+                    l.contains("reporter=\"destination\"")
+                        && l.contains("request_protocol=\"grpc\"")
+                        && l.contains("grpc_response_status=\"0\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let calls = trellis_testbed::requests_counted(
+            &stats,
+            &["reporter=\"destination\"", "request_protocol=\"grpc\""],
+        );
+        let (sent, received) = (
+            messages("istio_request_messages_total"),
+            messages("istio_response_messages_total"),
+        );
+        if calls >= 2.0 && sent >= calls {
+            // Unary calls: one message each way per call.
+            assert_eq!(sent, received, "{stats}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no gRPC message counts on the authorizer's sidecar:\n{stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_policies_check_requests_with_the_grpc_and_http_sample_authorizers() {
     let config = tempfile::tempdir().unwrap();
@@ -111,6 +152,7 @@ async fn custom_policies_check_requests_with_the_grpc_and_http_sample_authorizer
         &custom_policy("sample-ext-authz-grpc"),
     );
     check_task(&mesh, "sample-ext-authz-grpc").await;
+    grpc_messages_counted(&mesh).await;
 
     // Switching providers: until the new config lands the old one answers
     // alike, so wait for the HTTP provider's mark (the check's path).

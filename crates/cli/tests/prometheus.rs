@@ -31,7 +31,7 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    fn start(targets: &[String]) -> Prometheus {
+    fn start(address: SocketAddr, targets: &[String]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
@@ -45,7 +45,6 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let address = free_port();
         let mut command = Command::new("prometheus");
         command
             .arg(format!("--config.file={}", config.display()))
@@ -138,14 +137,21 @@ async fn istios_dashboard_queries_work_on_scraped_sidecars() {
         );
         return;
     }
-    let mesh = UpMesh::start(TRELLIS, "prometheus").await;
+    // The dashboard reads from this Prometheus instead of scraping the
+    // sidecars itself (until it runs, the dashboard just has nothing).
+    let prometheus_address = free_port();
+    let mesh = UpMesh::builder(TRELLIS, "prometheus")
+        .arg("--dashboard-prometheus-url")
+        .arg(format!("http://{prometheus_address}"))
+        .start()
+        .await;
     let targets: Vec<String> = mesh
         .state()
         .workloads
         .iter()
         .map(|w| format!("{}:{STATUS_PORT}", w.address))
         .collect();
-    let prometheus = Prometheus::start(&targets);
+    let prometheus = Prometheus::start(prometheus_address, &targets);
 
     // Every target is up: the status port answers Prometheus' scrapes.
     let up = prometheus
@@ -215,4 +221,29 @@ async fn istios_dashboard_queries_work_on_scraped_sidecars() {
         )
         .await;
     assert!(series_value(&sizes[0]) > 0.0, "{sizes:?}");
+
+    // The dashboard's graph, from Prometheus's federation API.
+    let graph_url = format!(
+        "{}api/graph?window=5m",
+        mesh.state().control_plane.dashboard_url()
+    );
+    let deadline = Instant::now() + QUERY_DEADLINE;
+    loop {
+        let graph = mesh.get(&graph_url).await.unwrap().json();
+        let edges = graph["edges"].as_array().cloned().unwrap_or_default();
+        let from_productpage = edges.iter().any(|e| {
+            e["source"] == "workload/default/productpage-v1"
+                && e["target"] == "service/default/reviews"
+                && e["security"] == "mutual_tls"
+                && e["requestsPerSecond"].as_f64() > Some(0.0)
+        });
+        if from_productpage {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard never showed productpage -> reviews from Prometheus: {graph}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -6,6 +6,7 @@
 //! posture panels) that draws them.
 
 mod exposition;
+mod federate;
 mod posture;
 mod query;
 mod scrape;
@@ -57,6 +58,11 @@ pub struct DashboardOptions {
         default_value_t = 2000
     )]
     pub max_series: usize,
+    /// Read the proxies' metrics from this Prometheus (its federation
+    /// API, `http://HOST:PORT[/PREFIX]`) instead of scraping each proxy:
+    /// for a mesh a Prometheus already scrapes.
+    #[arg(long = "dashboard-prometheus-url", value_name = "URL")]
+    pub prometheus_url: Option<federate::PrometheusUrl>,
 }
 
 impl Default for DashboardOptions {
@@ -66,6 +72,7 @@ impl Default for DashboardOptions {
             stats_port: 15090,
             retention: Duration::from_secs(3600),
             max_series: 2000,
+            prometheus_url: None,
         }
     }
 }
@@ -89,12 +96,20 @@ impl Dashboard {
         config: SnapshotReceiver,
     ) -> Dashboard {
         let dashboard = Dashboard::new(options, proxies.clone(), config);
-        tokio::spawn(scrape::run(
-            proxies,
-            dashboard.store.clone(),
-            options.scrape_interval,
-            options.stats_port,
-        ));
+        let store = dashboard.store.clone();
+        match &options.prometheus_url {
+            Some(url) => {
+                tokio::spawn(federate::run(url.clone(), store, options.scrape_interval));
+            }
+            None => {
+                tokio::spawn(scrape::run(
+                    proxies,
+                    store,
+                    options.scrape_interval,
+                    options.stats_port,
+                ));
+            }
+        }
         dashboard
     }
 

@@ -142,6 +142,10 @@ pub struct UpArgs {
         value_parser = clap::builder::PossibleValuesParser::new(["TEXT", "JSON"])
     )]
     pub access_log_encoding: Option<String>,
+    /// The dashboard reads the sidecars' metrics from this Prometheus
+    /// (`http://HOST:PORT`, its federation API) instead of scraping them.
+    #[arg(long, value_name = "URL")]
+    pub dashboard_prometheus_url: Option<String>,
 }
 
 /// Runs `trellis up` until Ctrl-C or SIGTERM (or a startup failure).
@@ -338,6 +342,7 @@ fn mesh_flags(args: &UpArgs) -> anyhow::Result<MeshFlags> {
         mesh_config,
         outbound_traffic_policy: args.outbound_traffic_policy.clone(),
         access_log_encoding: args.access_log_encoding.clone(),
+        dashboard_prometheus_url: args.dashboard_prometheus_url.clone(),
     })
 }
 

@@ -190,6 +190,43 @@ fn start_span(
     crate::trace::start_hop(tracing, request.headers_mut(), &hop)
 }
 
+fn route_table(downstream: &Downstream, state: &ProxyState) -> Option<Arc<RouteTable>> {
+    match &downstream.routes {
+        RouteSource::Inline(table) => Some(table.clone()),
+        RouteSource::Rds(name) => state.routes.load().get(name).cloned(),
+    }
+}
+
+/// A request refused before routing still names the service its route
+/// leads to, as Envoy's stats filter reads it off the route's cluster.
+fn name_refused_service(
+    request: &Request<ProxyBody>,
+    authority: &str,
+    downstream: &Downstream,
+    state: &ProxyState,
+    exchange: &mut Exchange,
+) {
+    let Some(table) = route_table(downstream, state) else {
+        return;
+    };
+    let view = RequestView {
+        method: request.method().as_str(),
+        authority,
+        scheme: if downstream.tls { "https" } else { "http" },
+        path: request.uri().path_and_query().map_or("/", |p| p.as_str()),
+        headers: request.headers(),
+    };
+    let Some(RouteAction::Forward(forward)) = table.find(&view).map(|route| &route.action) else {
+        return;
+    };
+    let target = forward.pick(0);
+    if let Some(cluster) = state.clusters.load().get(&target.name)
+        && !cluster.spec.original_dst
+    {
+        exchange.labels.service = cluster.service.clone();
+    }
+}
+
 async fn route_and_forward(
     mut request: Request<ProxyBody>,
     authority: Option<String>,
@@ -208,6 +245,7 @@ async fn route_and_forward(
         Ok(jwt) => jwt,
         Err(refused) => {
             exchange.details = crate::jwt::DENIED_DETAILS;
+            name_refused_service(&request, &authority, downstream, state, exchange);
             return Ok(*refused);
         }
     };
@@ -221,22 +259,19 @@ async fn route_and_forward(
     .await
     {
         Ok(headers) => headers,
-        Err(Refusal::Rbac) => return Err(Failure::AccessDenied),
-        Err(Refusal::External(response)) => {
-            exchange.flags.set(Flag::ExtAuthzDenied);
-            exchange.details = "ext_authz_denied";
-            return Ok(response);
+        Err(refusal) => {
+            name_refused_service(&request, &authority, downstream, state, exchange);
+            return match refusal {
+                Refusal::Rbac => Err(Failure::AccessDenied),
+                Refusal::External(response) => {
+                    exchange.flags.set(Flag::ExtAuthzDenied);
+                    exchange.details = "ext_authz_denied";
+                    Ok(response)
+                }
+            };
         }
     };
-    let table: Arc<RouteTable> = match &downstream.routes {
-        RouteSource::Inline(table) => table.clone(),
-        RouteSource::Rds(name) => state
-            .routes
-            .load()
-            .get(name)
-            .cloned()
-            .ok_or(Failure::NoRoute)?,
-    };
+    let table = route_table(downstream, state).ok_or(Failure::NoRoute)?;
     let path = request
         .uri()
         .path_and_query()

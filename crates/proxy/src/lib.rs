@@ -8,6 +8,9 @@ mod admin;
 mod attempt;
 mod attributes;
 mod authorize;
+#[cfg(feature = "bench-support")]
+#[doc(hidden)]
+pub mod bench_support;
 mod body;
 mod circuit_breaker;
 mod client_hello;

@@ -25,7 +25,7 @@ use crate::jwt::JwtFilter;
 use crate::path_normalization::PathNormalization;
 use crate::rbac::RbacFilter;
 use crate::route::RouteTable;
-use crate::stats_filter::StatsSpec;
+use crate::stats_filter::{HTTP_METRICS, StatsSpec, TCP_METRICS};
 use crate::tcp_proxy::TcpProxySpec;
 use crate::tls_context;
 use crate::trace::TracingSpec;
@@ -236,11 +236,14 @@ impl ChainSpec {
         // tcp_proxy, and nothing else.
         let mut network_rbac = Vec::new();
         let mut stats = None;
+        let mut seen_stats = false;
         for filter in leading {
             let any = typed(filter)?;
             if any.type_url == PluginConfig::type_url() {
-                reject_if(stats.is_some(), "istio.stats twice")?;
-                stats = Some(Arc::new(StatsSpec::compile(&any.value)?));
+                reject_if(seen_stats, "istio.stats twice")?;
+                seen_stats = true;
+                let spec = StatsSpec::compile(&any.value)?;
+                stats = (!spec.drops_all(&TCP_METRICS)).then(|| Arc::new(spec));
                 continue;
             }
             reject_if(
@@ -251,7 +254,7 @@ impl ChainSpec {
         }
         let network = if any.type_url == HttpConnectionManager::type_url() {
             reject_if(
-                !network_rbac.is_empty() || stats.is_some(),
+                !network_rbac.is_empty() || seen_stats,
                 "network rbac or istio.stats before http_connection_manager",
             )?;
             let hcm = HttpConnectionManager::decode(any.value.as_slice())
@@ -294,6 +297,7 @@ impl HcmSpec {
         let mut authz = Vec::new();
         let mut jwt = None;
         let mut stats = None;
+        let mut seen_stats = false;
         for filter in &hcm.http_filters {
             let Some(http_filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
                 return Err(Unsupported("http filter without typed_config"));
@@ -327,8 +331,11 @@ impl HcmSpec {
                 continue;
             }
             if any.type_url == PluginConfig::type_url() {
-                reject_if(stats.is_some(), "istio.stats twice")?;
-                stats = Some(Arc::new(StatsSpec::compile(&any.value)?));
+                reject_if(seen_stats, "istio.stats twice")?;
+                seen_stats = true;
+                let spec = StatsSpec::compile(&any.value)?;
+                // Every metric disabled: as cheap as no filter at all.
+                stats = (!spec.drops_all(&HTTP_METRICS)).then(|| Arc::new(spec));
                 continue;
             }
             if any.type_url == crate::jwt::FILTER_TYPE {

@@ -41,6 +41,22 @@ const METRICS: [(&str, Metric); 10] = [
     ("tcp_received_bytes_total", Metric::TcpReceivedBytes),
 ];
 
+/// The metrics of HTTP requests, and of TCP connections.
+pub const HTTP_METRICS: [Metric; 6] = [
+    Metric::Requests,
+    Metric::Duration,
+    Metric::RequestBytes,
+    Metric::ResponseBytes,
+    Metric::RequestMessages,
+    Metric::ResponseMessages,
+];
+pub const TCP_METRICS: [Metric; 4] = [
+    Metric::TcpOpened,
+    Metric::TcpClosed,
+    Metric::TcpSentBytes,
+    Metric::TcpReceivedBytes,
+];
+
 /// What one metric's series look like under the overrides.
 #[derive(Debug, Default)]
 pub struct MetricRule {
@@ -138,6 +154,12 @@ impl StatsSpec {
             .flat_map(|rule| &rule.dimensions)
             .fold(Roots::default(), |roots, (_, e)| roots.union(e.roots()));
         Ok(spec)
+    }
+
+    /// Whether every metric of `metrics` is dropped: then the listener
+    /// records as if it had no stats filter at all.
+    pub fn drops_all(&self, metrics: &[Metric]) -> bool {
+        metrics.iter().all(|m| self.rule(*m).drop)
     }
 
     pub fn rule(&self, metric: Metric) -> &MetricRule {

@@ -1,7 +1,8 @@
 //! Istio's TCP metrics for connections the tcp_proxy filter carries:
 //! `istio_tcp_connections_opened_total`, `istio_tcp_connections_closed_total`,
 //! `istio_tcp_sent_bytes_total` and `istio_tcp_received_bytes_total`, with
-//! the labels of Istio's request metrics except the response code.
+//! the labels of Istio's request metrics except the response code and gRPC
+//! status (`request_protocol` is `tcp`).
 
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -50,13 +51,16 @@ impl EncodeLabelSet for TcpLabels {
             Reporter::Destination => "destination",
         };
         let (s, d) = (&*self.source, &*self.destination);
-        let labels: [(&str, &str); 17] = [
+        let labels: [(&str, &str); 23] = [
             ("reporter", reporter),
             ("source_workload", &s.name),
             ("source_workload_namespace", &s.namespace),
             ("source_principal", &s.principal),
             ("source_app", &s.app),
             ("source_version", &s.version),
+            ("source_canonical_service", &s.canonical_service),
+            ("source_canonical_revision", &s.canonical_revision),
+            ("source_cluster", &s.cluster),
             ("destination_workload", &d.name),
             ("destination_workload_namespace", &d.namespace),
             ("destination_principal", &d.principal),
@@ -65,6 +69,9 @@ impl EncodeLabelSet for TcpLabels {
             ("destination_service", &self.service.host),
             ("destination_service_name", &self.service.name),
             ("destination_service_namespace", &self.service.namespace),
+            ("destination_canonical_service", &d.canonical_service),
+            ("destination_canonical_revision", &d.canonical_revision),
+            ("destination_cluster", &d.cluster),
             ("request_protocol", "tcp"),
             ("response_flags", self.response_flags),
             (

@@ -12,13 +12,15 @@ fn problems(api_version: &str, kind: &str, spec: &str) -> Vec<(String, usize, St
     let text =
         format!("apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: test}}\nspec:\n{spec}");
     let outcome = parse_yaml(Path::new("test.yaml"), &text);
-    // Every EnvoyFilter carries one warning without a field (checked in
-    // its own test); any other warning is an unknown field.
-    let unsupported = kind == "EnvoyFilter";
+    // What the data plane does not apply is warned of (checked in their
+    // own tests); any other warning is an unknown field.
     let unknown: Vec<_> = outcome
         .warnings
         .iter()
-        .filter(|w| !unsupported || !w.field.is_empty())
+        .filter(|w| {
+            !w.message
+                .contains("is not supported by the Trellis data plane")
+        })
         .collect();
     assert!(unknown.is_empty(), "{unknown:?}");
     outcome
@@ -304,6 +306,36 @@ fn envoy_filters_are_validated_and_always_warned_about() {
 }
 
 const TELEMETRY: [&str; 2] = ["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"];
+
+#[test]
+fn telemetry_parts_the_data_plane_does_not_apply_are_warned_of() {
+    let warning = |spec: &str| {
+        let text = format!(
+            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: t, namespace: prod}}\nspec:\n{spec}"
+        );
+        let outcome = parse_yaml(Path::new("t.yaml"), &text);
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        outcome
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        warning(
+            "  metrics:\n  - overrides:\n    - match: {customMetric: my_metric}\n      disabled: true\n"
+        ),
+        [
+            "t.yaml:1:1: spec.metrics[0].overrides[0].match.customMetric: Telemetry prod/t: a customMetric override is not supported by the Trellis data plane and has no effect"
+        ]
+    );
+    assert_eq!(
+        warning("  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: gw}]\n")
+            .len(),
+        1
+    );
+    assert!(warning("  metrics:\n  - overrides:\n    - match: {metric: REQUEST_COUNT}\n      disabled: true\n").is_empty());
+}
 
 #[test]
 fn telemetries() {

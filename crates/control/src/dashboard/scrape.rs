@@ -102,21 +102,29 @@ fn add_to_bucket(buckets: &mut Vec<(f64, f64)>, bound: f64, count: f64) {
 
 /// GETs `/stats/prometheus` at `address` and parses it.
 pub async fn scrape(address: SocketAddr, timeout: Duration) -> Result<Vec<Sample>, ScrapeError> {
-    let text = tokio::time::timeout(timeout, fetch(address))
-        .await
-        .map_err(|_| ScrapeError::Timeout(timeout))??;
+    let text = tokio::time::timeout(
+        timeout,
+        fetch(address, &address.to_string(), "/stats/prometheus"),
+    )
+    .await
+    .map_err(|_| ScrapeError::Timeout(timeout))??;
     Ok(exposition::parse(&text)?)
 }
 
-async fn fetch(address: SocketAddr) -> Result<String, ScrapeError> {
+/// GETs `path` from `address`, naming `host`; the body as text.
+pub(super) async fn fetch(
+    address: SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<String, ScrapeError> {
     let stream = tokio::net::TcpStream::connect(address).await?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let request = hyper::Request::get("/stats/prometheus")
-        .header(hyper::header::HOST, address.to_string())
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, host)
         .body(Empty::<Bytes>::new())
-        .expect("a GET with a static path is valid");
+        .map_err(|e| ScrapeError::Body(format!("request for {path}: {e}")))?;
     let response = sender.send_request(request).await?;
     if !response.status().is_success() {
         return Err(ScrapeError::Status(response.status()));

@@ -55,6 +55,8 @@ pub(crate) struct MeshFlags {
     pub outbound_traffic_policy: Option<String>,
     /// `TEXT` or `JSON` access log lines.
     pub access_log_encoding: Option<String>,
+    /// A Prometheus the dashboard reads instead of scraping the proxies.
+    pub dashboard_prometheus_url: Option<String>,
 }
 
 /// The control plane's state before it runs (pid 0).
@@ -100,6 +102,9 @@ pub(crate) fn control_plane(
     }
     if let Some(encoding) = &mesh.access_log_encoding {
         command.extend(["--access-log-encoding".to_owned(), encoding.clone()]);
+    }
+    if let Some(url) = &mesh.dashboard_prometheus_url {
+        command.extend(["--dashboard-prometheus-url".to_owned(), url.clone()]);
     }
     Ok(ControlPlaneState {
         pid: 0,

@@ -13,6 +13,12 @@ pub fn applicable<'a>(snapshot: &'a Snapshot, node: &NodeInfo) -> Vec<&'a Teleme
         let AnyResource::Telemetry(telemetry) = &**resource else {
             continue;
         };
+        // Policy attachment (Gateway, Service) is not implemented; the
+        // loader warns of it. Applying it namespace-wide would widen it.
+        let spec = &telemetry.spec;
+        if spec.target_ref.is_some() || !spec.target_refs.is_empty() {
+            continue;
+        }
         let namespace = telemetry.namespace();
         let selector = telemetry
             .spec

@@ -259,6 +259,7 @@ fn passes_mesh_settings_through_to_the_control_plane() {
         mesh_config: Some(root.path().join("mesh.yaml")),
         outbound_traffic_policy: Some("REGISTRY_ONLY".to_owned()),
         access_log_encoding: Some("JSON".to_owned()),
+        dashboard_prometheus_url: None,
     };
     let given = control_plane(&paths, &mesh, address)
         .unwrap()
