@@ -1,7 +1,8 @@
 // Drives headless Chromium against the Trellis dashboard and prints what a
 // user sees as JSON on stdout: the graph's nodes and edges, the version
-// split of one service after clicking it, the SLO panel's rows and the
-// security posture panel's tables. Used by crates/cli/tests/dashboard.rs.
+// split of one service after clicking it, the signals of an edge into it
+// after clicking that, the SLO panel's rows and the security posture
+// panel's tables. Used by crates/cli/tests/dashboard.rs.
 //
 // usage: node dashboard.mjs DASHBOARD_URL SERVICE_NODE_ID SCREENSHOT_PATH [SLO]
 //        SLO (NAMESPACE/NAME): wait until the SLO panel shows its budget.
@@ -84,6 +85,18 @@ try {
       denied: Number(tr.dataset.denied),
     })),
     postureText: document.getElementById("posture-body").textContent,
+  }));
+  // Then an edge into the service: its signals, narrowed to that caller.
+  const into = page.locator(`g.edge[data-target="${serviceId}"]`).first();
+  await page.evaluate(() => {
+    const shown = document.querySelector("#details-body .service-view");
+    if (shown) shown.dataset.stale = "1";
+  });
+  await into.click();
+  await page.locator("#details-body .service-view:not([data-stale])").waitFor({ timeout });
+  seen.edgeDetails = await page.evaluate(() => ({
+    title: document.getElementById("details-title").textContent,
+    signals: [...document.querySelectorAll("#details-body .signal")].map((row) => row.textContent),
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify(seen));

@@ -250,6 +250,22 @@ async fn the_dashboard_shows_bookinfo_with_mtls_and_the_reviews_split() {
         seen["details"].as_str().unwrap().contains("reviews"),
         "{seen}"
     );
+    // Clicking the edge into reviews shows that caller's signals.
+    let edge = &seen["edgeDetails"];
+    assert_eq!(edge["title"], "productpage-v1 → reviews", "{seen}");
+    let signals: Vec<&str> = edge["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        signals.iter().any(|s| s
+            .strip_prefix("Requests/s")
+            .and_then(|rate| rate.trim().parse::<f64>().ok())
+            .is_some_and(|rate| rate > 0.0)),
+        "{signals:?}"
+    );
     check_slo_panel(&seen, &api_slos);
     check_posture_panel(&seen);
 }

@@ -225,7 +225,12 @@ async fn service(
         return bad_request("name is required".into());
     };
     let namespace = query.get("namespace").map_or("default", String::as_str);
-    let view = dashboard.with_store(|store| query::service(store, name, namespace, window));
+    // An edge of the graph: its calling or its serving workload.
+    let edge = query::EdgeFilter {
+        source: query.get("source").cloned(),
+        destination: query.get("destination").cloned(),
+    };
+    let view = dashboard.with_store(|store| query::service(store, name, namespace, window, &edge));
     axum::Json(view).into_response()
 }
 

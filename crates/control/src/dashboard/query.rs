@@ -256,8 +256,44 @@ pub struct TimedRate {
     pub requests_per_second: f64,
 }
 
-/// One service's golden signals over `window`, in total and per version.
-pub fn service(store: &Store, name: &str, namespace: &str, window: Duration) -> ServiceView {
+/// Narrows a service's view to one edge of the graph: the requests one
+/// workload sent it (`source`), or those one of its workloads served
+/// (`destination`). Workloads are named by their graph node ids
+/// (`workload/NAMESPACE/NAME`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EdgeFilter {
+    pub source: Option<String>,
+    pub destination: Option<String>,
+}
+
+impl EdgeFilter {
+    fn admits(&self, labels: &EdgeLabels) -> bool {
+        let is = |wanted: &Option<String>, name: &str, namespace: &str| {
+            wanted
+                .as_deref()
+                .is_none_or(|id| id == workload_node(name, namespace, None).id)
+        };
+        is(
+            &self.source,
+            &labels.source_workload,
+            &labels.source_namespace,
+        ) && is(
+            &self.destination,
+            &labels.destination_workload,
+            &labels.destination_namespace,
+        )
+    }
+}
+
+/// One service's golden signals over `window`, in total and per version,
+/// for the requests `edge` admits.
+pub fn service(
+    store: &Store,
+    name: &str,
+    namespace: &str,
+    window: Duration,
+    edge: &EdgeFilter,
+) -> ServiceView {
     let mut view = ServiceView {
         name: name.to_string(),
         namespace: namespace.to_string(),
@@ -275,7 +311,7 @@ pub fn service(store: &Store, name: &str, namespace: &str, window: Duration) -> 
     let mut by_version: BTreeMap<String, HashMap<u64, f64>> = BTreeMap::new();
     let increases = store.increases(first.number);
     for (labels, round, counters) in increases.filter(|(labels, _, _)| {
-        labels.service_name == name && labels.service_namespace == namespace
+        labels.service_name == name && labels.service_namespace == namespace && edge.admits(labels)
     }) {
         total.add(&counters);
         by_round.entry(round).or_default().add(&counters);

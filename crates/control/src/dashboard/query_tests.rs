@@ -149,7 +149,13 @@ fn service_view_splits_by_version_over_time() {
             ("b", v3, counters(10.0, 2.0)),
         ],
     ]);
-    let view = service(&store, "reviews", "default", Duration::from_secs(60));
+    let view = service(
+        &store,
+        "reviews",
+        "default",
+        Duration::from_secs(60),
+        &EdgeFilter::default(),
+    );
     assert_eq!(view.current.requests_per_second, 10.0);
     assert_eq!(view.current.error_rate, 0.02);
     assert_eq!(view.current.p99_ms, Some(9.9));
@@ -166,9 +172,47 @@ fn service_view_splits_by_version_over_time() {
         .collect();
     assert_eq!(versions, [("v1", 0.9), ("v3", 0.1)]);
     assert_eq!(view.versions[1].timeline[1].requests_per_second, 1.0);
-    let other = service(&store, "ratings", "default", Duration::from_secs(60));
+    let other = service(
+        &store,
+        "ratings",
+        "default",
+        Duration::from_secs(60),
+        &EdgeFilter::default(),
+    );
     assert!(other.versions.is_empty());
     assert_eq!(other.current.requests_per_second, 0.0);
+}
+
+#[test]
+fn an_edge_narrows_the_service_view_to_its_caller_or_its_server() {
+    let from_productpage = edge("productpage-v1", "v1", "mutual_tls");
+    let from_other = edge("other-v1", "v3", "mutual_tls");
+    let store = store_of(vec![
+        vec![
+            ("a", from_productpage.clone(), counters(0.0, 0.0)),
+            ("b", from_other.clone(), counters(0.0, 0.0)),
+        ],
+        vec![
+            ("a", from_productpage, counters(40.0, 4.0)),
+            ("b", from_other, counters(10.0, 0.0)),
+        ],
+    ]);
+    let window = Duration::from_secs(60);
+    let caller = EdgeFilter {
+        source: Some("workload/default/productpage-v1".into()),
+        destination: None,
+    };
+    let view = service(&store, "reviews", "default", window, &caller);
+    assert_eq!(view.current.requests_per_second, 8.0);
+    assert_eq!(view.current.error_rate, 0.1);
+    let server = EdgeFilter {
+        source: None,
+        destination: Some("workload/default/reviews-v3".into()),
+    };
+    let view = service(&store, "reviews", "default", window, &server);
+    assert_eq!(view.current.requests_per_second, 2.0);
+    let versions: Vec<&str> = view.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(versions, ["v3"]);
 }
 
 #[test]
@@ -185,7 +229,13 @@ fn idle_versions_are_not_listed() {
             ("b", v2, counters(3.0, 0.0)),
         ],
     ]);
-    let view = service(&store, "reviews", "default", Duration::from_secs(60));
+    let view = service(
+        &store,
+        "reviews",
+        "default",
+        Duration::from_secs(60),
+        &EdgeFilter::default(),
+    );
     let versions: Vec<(&str, f64)> = view
         .versions
         .iter()
