@@ -73,6 +73,12 @@ fn complete(spans: &[&CollectedSpan]) -> bool {
         .all(|s| servers.contains(s))
         && (!calls_ratings || servers.contains("ratings"))
         && spans.iter().filter(|s| s.kind == "CLIENT").count() >= 2
+        // Sidecars export in their own batches: wait for every parent too.
+        && spans.iter().all(|s| {
+            s.parent_id
+                .as_deref()
+                .is_none_or(|parent| spans.iter().any(|p| p.span_id == parent))
+        })
 }
 
 async fn traced_request(
