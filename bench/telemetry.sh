@@ -16,6 +16,7 @@
 # its own address (a sidecar serves its app on its own address).
 # Usage: bash bench/telemetry.sh                (CONNS='1 64', ~8 min)
 #        REPS=1 DUR=3 bash bench/telemetry.sh   (smoke run)
+#        PROFILE=/tmp/on bash bench/telemetry.sh (perf profiles of the on pair)
 # Every knob of the harness (DUR, REPS, CONNS, RATE...) passes through.
 # Needs: cargo build --release; apt-get install haproxy nginx wrk nghttp2-client.
 set -euo pipefail
@@ -33,6 +34,7 @@ else
 fi
 OWN=$(mktemp -d "${TMPDIR:-/tmp}/trellis-telemetry-XXXX")
 pids=()
+profilers=()
 
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -179,6 +181,20 @@ for health in 127.0.0.2:15021 127.0.0.1:17021 127.0.0.3:15021 127.0.0.4:15021; d
     done
     curl -sf "http://$health/healthz/ready" >/dev/null || { echo "sidecar $health not ready" >&2; exit 1; }
 done
+if [ -n "${PROFILE:-}" ]; then
+    # Where the on pair's time goes: wrk against it alone, each sidecar
+    # sampled by perf (call graphs from DWARF; needs a release build with
+    # debug info: CARGO_PROFILE_RELEASE_DEBUG=line-tables-only).
+    for side in a_on b_on; do
+        perf record -F 2000 --call-graph dwarf,16384 -o "$PROFILE.$side" -p "${!side}" \
+            -- sleep "${DUR:-10}" >/dev/null 2>&1 &
+        profilers+=($!)
+    done
+    wrk -t1 -c64 -d"${DUR:-10}s" http://127.0.0.4:17201/1k.bin
+    wait "${profilers[@]}"
+    echo "profiles: $PROFILE.a_on $PROFILE.b_on (perf report -i FILE --no-children)"
+    exit 0
+fi
 EXTRA="trellis-off|http://127.0.0.2:17101/1k.bin|$a_off|$b_off trellis-on|http://127.0.0.4:17201/1k.bin|$a_on|$b_on||$backend_on${EXTRA:+ $EXTRA}" \
     bash "$HARNESS"
 # Each pair had the telemetry it should (the harness's backend is gone by

@@ -101,6 +101,7 @@ async fn run_proxy(options: trellis_proxy::ProxyOptions) -> anyhow::Result<()> {
     if !state.drain.drain(PROXY_DRAIN).await {
         tracing::warn!("connections still open after the drain period; closing them");
     }
+    state.access_logs.finish();
     Ok(())
 }
 

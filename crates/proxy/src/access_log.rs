@@ -164,9 +164,7 @@ pub struct AccessLogger {
 
 impl AccessLogger {
     pub fn write(&self, entry: &LogEntry<'_>) {
-        let mut line = String::with_capacity(512);
-        self.format.render(entry, &mut line);
-        self.sink.write(line);
+        self.sink.write(|line| self.format.render(entry, line));
     }
 }
 
@@ -184,6 +182,14 @@ impl AccessLogs {
         AccessLogs {
             sinks: Mutex::default(),
             dropped,
+        }
+    }
+
+    /// Writes out every queued line; the proxy is exiting.
+    pub fn finish(&self) {
+        let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        for sink in sinks.values() {
+            sink.finish();
         }
     }
 
