@@ -16,7 +16,8 @@
 # its own address (a sidecar serves its app on its own address).
 # Usage: bash bench/telemetry.sh                (CONNS='1 64', ~8 min)
 #        REPS=1 DUR=3 bash bench/telemetry.sh   (smoke run)
-#        PROFILE=/tmp/on bash bench/telemetry.sh (perf profiles of the on pair)
+#        PROFILE=/tmp/on bash bench/telemetry.sh (perf profiles of the on pair;
+#                                                 PROFILE_PAIR=off: the off pair)
 # Every knob of the harness (DUR, REPS, CONNS, RATE...) passes through.
 # Needs: cargo build --release; apt-get install haproxy nginx wrk nghttp2-client.
 set -euo pipefail
@@ -185,14 +186,20 @@ if [ -n "${PROFILE:-}" ]; then
     # Where the on pair's time goes: wrk against it alone, each sidecar
     # sampled by perf (call graphs from DWARF; needs a release build with
     # debug info: CARGO_PROFILE_RELEASE_DEBUG=line-tables-only).
-    for side in a_on b_on; do
+    pair=${PROFILE_PAIR:-on}
+    case $pair in
+        on) url=http://127.0.0.4:17201/1k.bin ;;
+        off) url=http://127.0.0.2:17101/1k.bin ;;
+        *) echo "PROFILE_PAIR is on or off" >&2; exit 1 ;;
+    esac
+    for side in "a_$pair" "b_$pair"; do
         perf record -F 2000 --call-graph dwarf,16384 -o "$PROFILE.$side" -p "${!side}" \
             -- sleep "${DUR:-10}" >/dev/null 2>&1 &
         profilers+=($!)
     done
-    wrk -t1 -c64 -d"${DUR:-10}s" http://127.0.0.4:17201/1k.bin
+    wrk -t1 -c64 -d"${DUR:-10}s" "$url"
     wait "${profilers[@]}"
-    echo "profiles: $PROFILE.a_on $PROFILE.b_on (perf report -i FILE --no-children)"
+    echo "profiles: $PROFILE.a_$pair $PROFILE.b_$pair (perf report -i FILE --no-children)"
     exit 0
 fi
 EXTRA="trellis-off|http://127.0.0.2:17101/1k.bin|$a_off|$b_off trellis-on|http://127.0.0.4:17201/1k.bin|$a_on|$b_on||$backend_on${EXTRA:+ $EXTRA}" \

@@ -32,6 +32,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct Peer {
     pub identity: Option<SpiffeId>,
+    /// `identity` as a URI, formatted once per connection for the logs.
+    pub uri_san: Option<String>,
     /// SHA-256 of the client's leaf certificate, hex (for XFCC's `Hash`).
     pub cert_hash: String,
 }
@@ -83,8 +85,10 @@ pub async fn serve_connection(
     };
     let peer = stream.get_ref().1.peer_certificates().and_then(|certs| {
         let leaf = certs.first()?;
+        let identity = trellis_ca::peer_identity(certs);
         Some(Peer {
-            identity: trellis_ca::peer_identity(certs),
+            uri_san: identity.as_ref().map(ToString::to_string),
+            identity,
             cert_hash: hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf).as_ref()),
         })
     });
@@ -167,13 +171,9 @@ async fn serve_chain<S>(
         NetworkFilter::Tcp(tcp) => {
             let labels =
                 connection_labels(&state, spec.direction, peer.as_ref(), chain.terminate_tls);
-            let principal = peer
-                .as_ref()
-                .and_then(|p| p.identity.as_ref())
-                .map(ToString::to_string);
             let downstream = crate::tcp_proxy::Downstream {
                 addresses,
-                principal: principal.as_deref(),
+                principal: peer.as_ref().and_then(|p| p.uri_san.as_deref()),
                 server_name: facts.server_name.as_deref(),
             };
             crate::tcp_proxy::serve(stream, tcp, downstream, labels, state).await

@@ -169,25 +169,25 @@ fn start_span(
     downstream: &Downstream,
     state: &ProxyState,
 ) -> Option<crate::trace::ActiveSpan> {
-    let method = request.method().clone();
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    // The headers leave the request while the hop reads its line, so the
+    // path needs no copy (most requests are not sampled and never read it).
+    let mut headers = std::mem::take(request.headers_mut());
     let hop = crate::trace::HopStart {
         kind: match downstream.direction {
             Direction::Inbound => crate::trace::SpanKind::Server,
             Direction::Outbound => crate::trace::SpanKind::Client,
         },
-        method: method.as_str(),
+        method: request.method().as_str(),
         scheme: if downstream.tls { "https" } else { "http" },
         authority: authority.unwrap_or("-"),
-        path: &path,
+        path: request.uri().path_and_query().map_or("/", |p| p.as_str()),
         protocol: crate::trace::protocol_name(request.version()),
         peer: downstream.addresses.remote,
         state,
     };
-    crate::trace::start_hop(tracing, request.headers_mut(), &hop)
+    let span = crate::trace::start_hop(tracing, &mut headers, &hop);
+    *request.headers_mut() = headers;
+    span
 }
 
 fn route_table(downstream: &Downstream, state: &ProxyState) -> Option<Arc<RouteTable>> {

@@ -213,8 +213,7 @@ impl Recording {
             .downstream
             .peer
             .as_ref()
-            .and_then(|peer| peer.identity.as_ref())
-            .map(ToString::to_string);
+            .and_then(|p| p.uri_san.as_deref());
         let cluster = exchange.cluster.as_deref();
         let upstream_peer = cluster
             .filter(|c| c.is_mesh_tls() && self.downstream.direction == Direction::Outbound)
@@ -247,7 +246,7 @@ impl Recording {
                 upstream_peer,
                 downstream_local: self.downstream.addresses.local,
                 downstream_remote: self.downstream.addresses.remote,
-                downstream_peer: downstream_peer.as_deref(),
+                downstream_peer,
                 route_name: exchange.route_name.as_deref(),
                 request_headers: self.request_headers.get(index).unwrap_or(&no_headers),
                 response_headers: self.response_headers.get(index).unwrap_or(&no_headers),

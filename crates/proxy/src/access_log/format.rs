@@ -238,7 +238,7 @@ impl LogFormat {
         self.request_keys
             .iter()
             .map(|key| match key {
-                HeaderKey::Method => HeaderValue::from_str(request.method).ok(),
+                HeaderKey::Method => method_value(request.method),
                 HeaderKey::Path => HeaderValue::from_str(request.path).ok(),
                 HeaderKey::Authority => HeaderValue::from_str(request.authority?).ok(),
                 HeaderKey::Scheme => Some(HeaderValue::from_static(request.scheme)),
@@ -263,6 +263,17 @@ impl LogFormat {
             Layout::Text(segments) => render_segments(segments, entry, out),
             Layout::Json(object) => object.render_line(entry, out),
         }
+    }
+}
+
+/// The standard methods need no copy.
+fn method_value(method: &str) -> Option<HeaderValue> {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().copied().find(|m| *m == method) {
+        Some(standard) => Some(HeaderValue::from_static(standard)),
+        None => HeaderValue::from_str(method).ok(),
     }
 }
 
@@ -405,7 +416,11 @@ fn header(
         .and_then(Option::as_ref)
         .or_else(|| values.get(fallback?)?.as_ref());
     if let Some(value) = value {
-        out.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        // Almost every value is visible ASCII, checked faster than UTF-8.
+        match value.to_str() {
+            Ok(text) => out.push_str(text),
+            Err(_) => out.push_str(&String::from_utf8_lossy(value.as_bytes())),
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! starts a trace gets both W3C and B3 multi-header, so that apps using
 //! either library keep the trace.
 
+use bytes::{BufMut, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -238,32 +239,63 @@ pub fn inject(headers: &mut HeaderMap, context: &Outgoing<'_>) {
     ] {
         headers.remove(name);
     }
-    let trace = format!("{:032x}", context.trace_id);
-    let span = format!("{:016x}", context.span_id);
-    let sampled = if context.sampled { "1" } else { "0" };
-    let mut put = |name: HeaderName, value: String| {
-        if let Ok(value) = HeaderValue::try_from(value) {
+    // One buffer holds every value; each header keeps a slice of it, so
+    // a hop costs one allocation, not one per header.
+    let mut text = BytesMut::with_capacity(TRACEPARENT_LEN + B3_SINGLE_LEN + 16);
+    let sampled: &[u8] = if context.sampled { b"1" } else { b"0" };
+    text.put_slice(b"00-");
+    put_hex(&mut text, context.trace_id, 32);
+    text.put_u8(b'-');
+    put_hex(&mut text, u128::from(context.span_id), 16);
+    text.put_slice(b"-0");
+    text.put_slice(sampled);
+    if context.formats.b3_single {
+        text.extend_from_within(3..52);
+        text.put_u8(b'-');
+        text.put_slice(sampled);
+    }
+    let parent_at = text.len();
+    if let Some(parent) = context.parent_span_id {
+        put_hex(&mut text, u128::from(parent), 16);
+    }
+    let text = text.freeze();
+    let mut put = |name: HeaderName, range: std::ops::Range<usize>| {
+        if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(range)) {
             headers.insert(name, value);
         }
     };
     if context.formats.w3c {
-        put(TRACEPARENT, format!("00-{trace}-{span}-0{sampled}"));
+        put(TRACEPARENT, 0..TRACEPARENT_LEN);
     }
     if context.formats.b3_single {
-        put(B3, format!("{trace}-{span}-{sampled}"));
+        put(B3, TRACEPARENT_LEN..TRACEPARENT_LEN + B3_SINGLE_LEN);
     }
     if context.formats.b3_multi {
-        put(B3_TRACE_ID, trace.clone());
-        put(B3_SPAN_ID, span.clone());
-        put(B3_SAMPLED, sampled.to_string());
-        if let Some(parent) = context.parent_span_id {
-            put(B3_PARENT_SPAN_ID, format!("{parent:016x}"));
+        put(B3_TRACE_ID, 3..35);
+        put(B3_SPAN_ID, 36..52);
+        if context.parent_span_id.is_some() {
+            put(B3_PARENT_SPAN_ID, parent_at..parent_at + 16);
         }
+        let sampled = if context.sampled { "1" } else { "0" };
+        headers.insert(B3_SAMPLED, HeaderValue::from_static(sampled));
     }
     if context.formats.w3c
         && let Some(state) = context.tracestate
     {
         headers.insert(TRACESTATE, state.clone());
+    }
+}
+
+/// `00-` trace id `-` span id `-0` flag.
+const TRACEPARENT_LEN: usize = 3 + 32 + 1 + 16 + 2 + 1;
+/// Trace id `-` span id `-` flag.
+const B3_SINGLE_LEN: usize = 32 + 1 + 16 + 2;
+
+/// Appends the low `digits` hex digits of `value`, lower case.
+fn put_hex(text: &mut BytesMut, value: u128, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..digits).rev() {
+        text.put_u8(HEX[(value >> (shift * 4)) as usize & 0xf]);
     }
 }
 

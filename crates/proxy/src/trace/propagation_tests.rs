@@ -196,6 +196,38 @@ fn a_new_trace_goes_out_as_w3c_and_b3_with_its_tracestate() {
     assert!(!map.contains_key(B3_PARENT_SPAN_ID) && !map.contains_key(B3));
 }
 
+#[test]
+fn a_b3_single_child_keeps_its_format_and_every_id() {
+    let mut map = headers(&[("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1")]);
+    let incoming = extract(&map).unwrap();
+    inject(
+        &mut map,
+        &Outgoing {
+            trace_id: incoming.trace_id,
+            span_id: 0xabc,
+            parent_span_id: Some(incoming.parent_span_id),
+            sampled: true,
+            tracestate: None,
+            formats: Formats {
+                w3c: true,
+                b3_multi: true,
+                b3_single: true,
+            },
+        },
+    );
+    assert_eq!(
+        map.get(B3).unwrap(),
+        "4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-1"
+    );
+    assert_eq!(
+        map.get(TRACEPARENT).unwrap(),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-01"
+    );
+    assert_eq!(map.get(B3_TRACE_ID).unwrap(), TRACE);
+    assert_eq!(map.get(B3_SPAN_ID).unwrap(), "0000000000000abc");
+    assert_eq!(map.get(B3_PARENT_SPAN_ID).unwrap(), "00f067aa0ba902b7");
+}
+
 /// Bytes of every kind in every header never panic, and whatever parses
 /// survives a round trip.
 #[test]
