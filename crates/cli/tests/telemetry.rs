@@ -56,6 +56,10 @@ async fn sidecars_log_each_request_with_peer_identities() {
             && line.contains("HTTP/1.1\" 200 - via_upstream")
     })
     .await;
+    assert!(
+        inbound.contains("HTTP/1.1\" 200 - via_upstream"),
+        "{inbound}"
+    );
     assert!(inbound.contains(" inbound|9080||"), "{inbound}");
 
     let productpage = mesh.workload("productpage-v1").pod.as_str();

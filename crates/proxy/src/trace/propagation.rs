@@ -242,17 +242,17 @@ pub fn inject(headers: &mut HeaderMap, context: &Outgoing<'_>) {
     // One buffer holds every value; each header keeps a slice of it, so
     // a hop costs one allocation, not one per header.
     let mut text = BytesMut::with_capacity(TRACEPARENT_LEN + B3_SINGLE_LEN + 16);
-    let sampled: &[u8] = if context.sampled { b"1" } else { b"0" };
+    let sampled = if context.sampled { "1" } else { "0" };
     text.put_slice(b"00-");
     put_hex(&mut text, context.trace_id, 32);
     text.put_u8(b'-');
     put_hex(&mut text, u128::from(context.span_id), 16);
     text.put_slice(b"-0");
-    text.put_slice(sampled);
+    text.put_slice(sampled.as_bytes());
     if context.formats.b3_single {
-        text.extend_from_within(3..52);
+        text.extend_from_within(TRACE_ID_AT.start..SPAN_ID_AT.end);
         text.put_u8(b'-');
-        text.put_slice(sampled);
+        text.put_slice(sampled.as_bytes());
     }
     let parent_at = text.len();
     if let Some(parent) = context.parent_span_id {
@@ -271,12 +271,11 @@ pub fn inject(headers: &mut HeaderMap, context: &Outgoing<'_>) {
         put(B3, TRACEPARENT_LEN..TRACEPARENT_LEN + B3_SINGLE_LEN);
     }
     if context.formats.b3_multi {
-        put(B3_TRACE_ID, 3..35);
-        put(B3_SPAN_ID, 36..52);
+        put(B3_TRACE_ID, TRACE_ID_AT);
+        put(B3_SPAN_ID, SPAN_ID_AT);
         if context.parent_span_id.is_some() {
             put(B3_PARENT_SPAN_ID, parent_at..parent_at + 16);
         }
-        let sampled = if context.sampled { "1" } else { "0" };
         headers.insert(B3_SAMPLED, HeaderValue::from_static(sampled));
     }
     if context.formats.w3c
@@ -288,6 +287,9 @@ pub fn inject(headers: &mut HeaderMap, context: &Outgoing<'_>) {
 
 /// `00-` trace id `-` span id `-0` flag.
 const TRACEPARENT_LEN: usize = 3 + 32 + 1 + 16 + 2 + 1;
+/// Where the ids sit in the traceparent value.
+const TRACE_ID_AT: std::ops::Range<usize> = 3..35;
+const SPAN_ID_AT: std::ops::Range<usize> = 36..52;
 /// Trace id `-` span id `-` flag.
 const B3_SINGLE_LEN: usize = 32 + 1 + 16 + 2;
 
